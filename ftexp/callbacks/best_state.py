@@ -1,0 +1,68 @@
+"""In-memory copy of the best checkpoint's training state, so restore-best needs no disk read.
+
+Only what can have changed since the checkpoint is kept: the parameters trainable at that time, all buffers,
+optimizer and scheduler state, plus the pre-thaw value of every parameter thawed after it ("stash"). Frozen
+parameters never change, so this is an exact copy of the checkpoint's state at a fraction of its size early on.
+The file on disk stays the source of truth: after a resume there is no snapshot and the file is read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def clone_to_cpu(obj: Any) -> Any:
+    """Deep-copy every tensor in a nested state dict to CPU memory (the live tensors keep training)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: clone_to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(clone_to_cpu(v) for v in obj)
+    return obj
+
+
+@dataclass
+class BestStateSnapshot:
+    depth: int
+    tensors: dict[str, torch.Tensor]
+    optimizer_state: dict[str, Any]
+    scheduler_states: list[dict[str, Any]]
+    stash: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @classmethod
+    def capture(
+        cls,
+        module: nn.Module,
+        depth: int,
+        optimizer: torch.optim.Optimizer,
+        schedulers: list[Any],
+    ) -> BestStateSnapshot:
+        tensors = {n: clone_to_cpu(p) for n, p in module.named_parameters() if p.requires_grad}
+        tensors.update({n: clone_to_cpu(b) for n, b in module.named_buffers()})
+        return cls(
+            depth=depth,
+            tensors=tensors,
+            optimizer_state=clone_to_cpu(optimizer.state_dict()),
+            scheduler_states=[clone_to_cpu(s.state_dict()) for s in schedulers],
+        )
+
+    def stash_before_thaw(self, module_params: dict[str, nn.Parameter], names: list[str]) -> None:
+        """Remember the value of parameters about to train for the first time since this snapshot."""
+        for name in names:
+            if name not in self.tensors and name not in self.stash:
+                self.stash[name] = clone_to_cpu(module_params[name])
+
+    def load_weights_into(self, module: nn.Module) -> None:
+        state = {**dict(module.named_parameters()), **dict(module.named_buffers())}
+        with torch.no_grad():
+            for name, value in (*self.tensors.items(), *self.stash.items()):
+                state[name].copy_(value, non_blocking=True)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (*self.tensors.values(), *self.stash.values()))

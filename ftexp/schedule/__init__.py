@@ -1,0 +1,40 @@
+"""Pure schedule logic: data model, YAML I/O, parsing and resolution, directive checks, implicit generators."""
+
+from ftexp.schedule.errors import ScheduleError
+from ftexp.schedule.implicit import generate_schedule
+from ftexp.schedule.model import ClassSpec, LRSchedulerSpec, OptimizerSpec, Phase, Schedule
+from ftexp.schedule.optim_specs import (
+    SUPPORTED_LR_SCHEDULERS,
+    check_phase_directives,
+    group_counts,
+    split_no_decay,
+)
+from ftexp.schedule.parse import (
+    load_schedule,
+    parse_lr_scheduler_spec,
+    parse_optimizer_spec,
+    parse_schedule,
+    resolve_schedule,
+)
+from ftexp.schedule.yaml_io import dump_schedule_yaml, load_schedule_yaml
+
+__all__ = [
+    "SUPPORTED_LR_SCHEDULERS",
+    "ClassSpec",
+    "LRSchedulerSpec",
+    "OptimizerSpec",
+    "Phase",
+    "Schedule",
+    "ScheduleError",
+    "check_phase_directives",
+    "dump_schedule_yaml",
+    "generate_schedule",
+    "group_counts",
+    "load_schedule",
+    "load_schedule_yaml",
+    "parse_lr_scheduler_spec",
+    "parse_optimizer_spec",
+    "parse_schedule",
+    "resolve_schedule",
+    "split_no_decay",
+]

@@ -1,0 +1,158 @@
+"""Generate a schedule from a model's structure, without a Trainer and without touching weights.
+
+Both generators only read ``named_parameters()`` / ``named_modules()``, so they work on a model built on the
+``meta`` device: a schedule for a 400M-parameter model costs milliseconds and no memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+from torch import nn
+
+from ftexp.schedule.errors import ScheduleError
+from ftexp.schedule.model import Phase, Schedule
+
+Mode = Literal["naive", "blocks"]
+
+
+def generate_schedule(module: nn.Module, mode: Mode = "blocks", max_phases: int | None = None) -> Schedule:
+    """Build an implicit schedule for ``module``.
+
+    ``naive`` reproduces FTS's default: parameters in reverse registration order, two per phase, an odd one last.
+    ``blocks`` (the default) thaws whole modules: the task head first, then what sits between head and backbone,
+    then the repeated blocks from the output side down, embeddings last; ``max_phases`` merges neighbouring
+    phases (never the head) until no more than that many remain.
+
+    Example::
+
+        with torch.device("meta"):
+            model = AutoModelForSequenceClassification.from_config(config)
+        schedule = generate_schedule(model)  # deberta-v3-base: 15 phases
+    """
+    names = [name for name, _ in module.named_parameters()]  # tied parameters are listed once, first name wins
+    if not names:
+        raise ScheduleError("the model has no parameters to schedule", source=f"<implicit:{mode}>")
+    if max_phases is not None and max_phases < 1:
+        raise ScheduleError("must be >= 1", source=f"<implicit:{mode}>", key="max_phases", value=max_phases)
+    if mode == "naive":
+        groups = _naive_groups(names)
+    elif mode == "blocks":
+        groups = _block_groups(module, names)
+    else:
+        raise ScheduleError("unknown implicit schedule mode; use 'naive' or 'blocks'", key="mode", value=mode)
+    if max_phases is not None and len(groups) > max_phases:
+        groups = _merge_to(groups, max_phases)
+    phases = tuple(Phase(index=i, params=tuple(group)) for i, group in enumerate(groups))
+    return Schedule(phases, source=f"<implicit:{mode}>")
+
+
+def _naive_groups(names: list[str]) -> list[list[str]]:
+    reversed_names = names[::-1]
+    return [reversed_names[i : i + 2] for i in range(0, len(reversed_names), 2)]
+
+
+@dataclass(frozen=True)
+class _BlockContainer:
+    """Sibling modules of one class under one parent: transformer layers, ResNet stages, MLP layers."""
+
+    prefix: str  # the parent's qualified name ("" for the root)
+    children: tuple[str, ...]  # qualified names of the repeated children, in registration order
+    n_params: int
+
+
+def _block_groups(module: nn.Module, names: list[str]) -> list[list[str]]:
+    container = _largest_repeated_container(module, set(names))
+    if container is None:  # nothing repeats: fall back to one phase per top-level unit, output side first
+        units = _group_by_unit(names, prefix="")
+        return [params for _, params in reversed(units)]
+    block_of = {}
+    for child in container.children:
+        for name in names:
+            if name.startswith(child + "."):
+                block_of[name] = child
+    first = names.index(next(n for n in names if n in block_of))
+    last = max(i for i, n in enumerate(names) if n in block_of)
+    before = [n for n in names[:first] if n not in block_of]
+    after = [n for n in names[last + 1 :] if n not in block_of]
+    interleaved = [n for n in names[first : last + 1] if n not in block_of]
+    blocks = [[n for n in names if block_of.get(n) == child] for child in container.children]
+    blocks = [b for b in blocks if b]
+
+    groups: list[list[str]] = []
+    if after:
+        units = _group_by_unit(after, prefix=container.prefix)
+        head = units[-1][1]
+        neck = [n for _, params in units[:-1] for n in params]
+        groups.append(head)
+        if neck:
+            groups.append(neck)
+        groups.extend(reversed(blocks))
+    else:  # the last block is the head (e.g. an MLP whose final Linear is the classifier)
+        groups.extend(reversed(blocks))
+    stem = before + interleaved
+    if stem:
+        groups.append(stem)
+    return groups
+
+
+def _largest_repeated_container(module: nn.Module, param_names: set[str]) -> _BlockContainer | None:
+    """Find the group of same-class siblings (>= 2, each holding parameters) that owns the most parameters.
+
+    Sizes are counted with ``numel`` of meta/real tensors alike; ties go to the shallower container, which gives
+    coarser phases (ResNet stages rather than bottlenecks).
+    """
+    numel = {name: p.numel() for name, p in module.named_parameters()}
+    best: _BlockContainer | None = None
+    for prefix, parent in module.named_modules():
+        by_class: dict[type, list[str]] = {}
+        for child_name, child in parent.named_children():
+            qualified = f"{prefix}.{child_name}" if prefix else child_name
+            if any(n.startswith(qualified + ".") for n in param_names):
+                by_class.setdefault(type(child), []).append(qualified)
+        for children in by_class.values():
+            if len(children) < 2:
+                continue
+            total = sum(v for n, v in numel.items() if any(n.startswith(c + ".") for c in children))
+            depth = prefix.count(".") + (1 if prefix else 0)
+            if best is None or total > best.n_params or (
+                total == best.n_params and depth < best.prefix.count(".") + (1 if best.prefix else 0)
+            ):
+                best = _BlockContainer(prefix, tuple(children), total)
+    return best
+
+
+def _group_by_unit(names: Iterable[str], prefix: str) -> list[tuple[str, list[str]]]:
+    """Group names by the module they branch into below the deepest shared ancestor with ``prefix``.
+
+    For a DeBERTa classifier with prefix ``model.deberta.encoder.layer``, ``model.pooler.dense.weight`` falls in
+    unit ``model.pooler`` and ``model.deberta.encoder.LayerNorm.bias`` in ``model.deberta.encoder.LayerNorm``.
+    """
+    prefix_parts = prefix.split(".") if prefix else []
+    units: list[tuple[str, list[str]]] = []
+    for name in names:
+        parts = name.split(".")
+        shared = 0
+        while shared < len(prefix_parts) and shared < len(parts) - 1 and parts[shared] == prefix_parts[shared]:
+            shared += 1
+        unit = ".".join(parts[: shared + 1])
+        if units and units[-1][0] == unit:
+            units[-1][1].append(name)
+        else:
+            units.append((unit, [name]))
+    return units
+
+
+def _merge_to(groups: list[list[str]], max_phases: int) -> list[list[str]]:
+    """Merge neighbouring phases evenly so that at most ``max_phases`` remain; the head stays alone when possible."""
+    if max_phases == 1:
+        return [[n for g in groups for n in g]]
+    head, rest = groups[0], groups[1:]
+    slots = max_phases - 1
+    merged: list[list[str]] = []
+    for i in range(slots):
+        lo, hi = (i * len(rest)) // slots, ((i + 1) * len(rest)) // slots
+        merged.append([n for g in rest[lo:hi] for n in g])
+    return [head, *[g for g in merged if g]]

@@ -1,0 +1,104 @@
+"""Dataclasses describing a fine-tuning schedule in the FTS-compatible format.
+
+A schedule is a list of phases; phase ``k`` trains every parameter of phases ``0..k`` (phases are cumulative).
+Parsing and validation live in :mod:`ftexp.schedule.parse`; nothing here touches a Trainer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ClassSpec:
+    """A ``{class_path, init_args}`` pair, as FTS and LightningCLI write them."""
+
+    class_path: str
+    init_args: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"class_path": self.class_path, "init_args": dict(self.init_args)}
+
+
+@dataclass(frozen=True)
+class LRSchedulerSpec:
+    """A phase's ``new_lr_scheduler`` (or the implicit-mode ``reinit_lr_cfg``)."""
+
+    lr_scheduler_init: ClassSpec
+    pl_lrs_cfg: dict[str, Any] = field(default_factory=dict)
+    init_pg_lrs: tuple[float, ...] | None = None
+    use_current_optimizer_pg_lrs: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"lr_scheduler_init": self.lr_scheduler_init.to_dict()}
+        if self.pl_lrs_cfg:
+            out["pl_lrs_cfg"] = dict(self.pl_lrs_cfg)
+        if self.init_pg_lrs is not None:
+            out["init_pg_lrs"] = list(self.init_pg_lrs)
+        if self.use_current_optimizer_pg_lrs:
+            out["use_current_optimizer_pg_lrs"] = True
+        return out
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """A phase's ``new_optimizer`` (or the implicit-mode ``reinit_optim_cfg``)."""
+
+    optimizer_init: ClassSpec
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"optimizer_init": self.optimizer_init.to_dict()}
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One phase: the parameters it thaws (on top of earlier phases) and how it ends and is optimized.
+
+    ``params`` holds what the user wrote (names or patterns) until the schedule is resolved against a model;
+    after :func:`ftexp.schedule.resolve_schedule` it holds exact parameter names.
+    """
+
+    index: int
+    params: tuple[str, ...]
+    max_transition_epoch: int = -1
+    lr: float | None = None
+    new_lr_scheduler: LRSchedulerSpec | None = None
+    new_optimizer: OptimizerSpec | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"params": list(self.params)}
+        if self.max_transition_epoch != -1:
+            out["max_transition_epoch"] = self.max_transition_epoch
+        if self.lr is not None:
+            out["lr"] = self.lr
+        if self.new_lr_scheduler is not None:
+            out["new_lr_scheduler"] = self.new_lr_scheduler.to_dict()
+        if self.new_optimizer is not None:
+            out["new_optimizer"] = self.new_optimizer.to_dict()
+        return out
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """An ordered list of phases plus where it came from (a file path, ``<dict>`` or ``<implicit:blocks>``)."""
+
+    phases: tuple[Phase, ...]
+    source: str = "<dict>"
+
+    def __len__(self) -> int:
+        return len(self.phases)
+
+    def __getitem__(self, depth: int) -> Phase:
+        return self.phases[depth]
+
+    @property
+    def max_depth(self) -> int:
+        return len(self.phases) - 1
+
+    def params_through(self, depth: int) -> list[str]:
+        """All parameter names trainable at ``depth`` (phases are cumulative)."""
+        return [name for phase in self.phases[: depth + 1] for name in phase.params]
+
+    def to_dict(self) -> dict[int, dict[str, Any]]:
+        return {phase.index: phase.to_dict() for phase in self.phases}

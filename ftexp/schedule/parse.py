@@ -1,0 +1,274 @@
+"""Turn what a user wrote (YAML path, dict, OmegaConf node) into a :class:`Schedule`, and resolve it to names.
+
+Every check here runs before a Trainer exists, and every failure is a :class:`ScheduleError` naming the phase,
+the key and the value.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ftexp.schedule.errors import ScheduleError
+from ftexp.schedule.model import ClassSpec, LRSchedulerSpec, OptimizerSpec, Phase, Schedule
+from ftexp.schedule.yaml_io import load_schedule_yaml
+
+PHASE_KEYS = ("params", "max_transition_epoch", "lr", "new_lr_scheduler", "new_optimizer")
+LR_SCHEDULER_KEYS = ("lr_scheduler_init", "pl_lrs_cfg", "init_pg_lrs", "use_current_optimizer_pg_lrs")
+PL_LRS_CFG_KEYS = ("interval", "frequency", "name", "monitor", "strict")
+CLASS_SPEC_KEYS = ("class_path", "init_args")
+
+
+def to_plain_container(obj: Any) -> Any:
+    """OmegaConf nodes (what Hydra passes) become plain dicts/lists; anything else is returned unchanged."""
+    try:
+        from omegaconf import DictConfig, ListConfig, OmegaConf
+    except ImportError:  # omegaconf comes with hydra-core; tolerate its absence for library-only use
+        return obj
+    if isinstance(obj, DictConfig | ListConfig):
+        return OmegaConf.to_container(obj, resolve=True)
+    return obj
+
+
+def load_schedule(ft_schedule: str | Path | Mapping | Any) -> Schedule:
+    """Parse a schedule from a YAML path, a mapping or an OmegaConf ``DictConfig`` (names not yet resolved)."""
+    if isinstance(ft_schedule, str | Path):
+        return parse_schedule(load_schedule_yaml(ft_schedule), source=str(ft_schedule))
+    return parse_schedule(to_plain_container(ft_schedule), source="<dict>")
+
+
+def parse_schedule(raw: Any, source: str = "<dict>") -> Schedule:
+    if not isinstance(raw, Mapping) or not raw:
+        raise ScheduleError(
+            "a schedule must be a non-empty mapping of phase index -> phase", source=source, value=type(raw).__name__
+        )
+    indexed: dict[int, Any] = {}
+    for key, body in raw.items():
+        index = _phase_index(key, source)
+        if index in indexed:
+            raise ScheduleError("phase index given twice", source=source, phase=index, value=key)
+        indexed[index] = body
+    expected = list(range(len(indexed)))
+    if sorted(indexed) != expected:
+        missing = sorted(set(expected) - set(indexed))
+        raise ScheduleError(
+            f"phase indices must be contiguous from 0; missing {missing}", source=source, value=sorted(indexed)
+        )
+    return Schedule(tuple(_parse_phase(i, indexed[i], source) for i in expected), source=source)
+
+
+def _phase_index(key: Any, source: str) -> int:
+    if isinstance(key, bool):
+        raise ScheduleError("phase keys must be integers", source=source, value=key)
+    if isinstance(key, int):
+        index = key
+    elif isinstance(key, str) and key.strip().isdigit():
+        index = int(key)  # JSON and command-line overrides cannot express integer keys
+    else:
+        raise ScheduleError("phase keys must be integers", source=source, value=key)
+    if index < 0:
+        raise ScheduleError("phase keys must be >= 0", source=source, value=key)
+    return index
+
+
+def _parse_phase(index: int, body: Any, source: str) -> Phase:
+    if isinstance(body, Sequence) and not isinstance(body, str):
+        body = {"params": list(body)}  # the older FTS layout: a phase is just its parameter list
+    if not isinstance(body, Mapping):
+        raise ScheduleError("a phase must be a mapping with a 'params' list", source=source, phase=index, value=body)
+    _reject_unknown_keys(body, PHASE_KEYS, source, index, prefix="")
+    if "params" not in body:
+        raise ScheduleError("missing required key", source=source, phase=index, key="params", show_value=False)
+    params = body["params"]
+    if isinstance(params, str):
+        params = [params]
+    if not isinstance(params, Sequence) or not params or not all(isinstance(p, str) and p for p in params):
+        raise ScheduleError(
+            "'params' must be a non-empty list of parameter names or patterns",
+            source=source,
+            phase=index,
+            key="params",
+            value=params,
+        )
+    max_epoch = body.get("max_transition_epoch", -1)
+    if isinstance(max_epoch, bool) or not isinstance(max_epoch, int) or max_epoch < -1:
+        raise ScheduleError(
+            "must be an integer >= -1 (-1 means early stopping alone ends the phase)",
+            source=source,
+            phase=index,
+            key="max_transition_epoch",
+            value=max_epoch,
+        )
+    lr = body.get("lr")
+    if lr is not None:
+        lr = _positive_float(lr, source, index, "lr")
+    new_lr_scheduler = new_optimizer = None
+    if body.get("new_lr_scheduler") is not None:
+        new_lr_scheduler = parse_lr_scheduler_spec(body["new_lr_scheduler"], source, index, "new_lr_scheduler")
+    if body.get("new_optimizer") is not None:
+        new_optimizer = parse_optimizer_spec(body["new_optimizer"], source, index, "new_optimizer")
+    if index == 0 and (new_lr_scheduler or new_optimizer):
+        key = "new_lr_scheduler" if new_lr_scheduler else "new_optimizer"
+        raise ScheduleError(
+            "phase 0 uses the optimizer and LR scheduler from configure_optimizers(); reinitialization is only "
+            "allowed in phases >= 1",
+            source=source,
+            phase=index,
+            key=key,
+            show_value=False,
+        )
+    return Phase(index, tuple(params), max_epoch, lr, new_lr_scheduler, new_optimizer)
+
+
+def parse_lr_scheduler_spec(raw: Any, source: str, phase: int | None, key: str) -> LRSchedulerSpec:
+    raw = to_plain_container(raw)
+    if not isinstance(raw, Mapping):
+        raise ScheduleError("must be a mapping", source=source, phase=phase, key=key, value=raw)
+    _reject_unknown_keys(raw, LR_SCHEDULER_KEYS, source, phase, prefix=f"{key}.")
+    if "lr_scheduler_init" not in raw:
+        raise ScheduleError("missing required key", source=source, phase=phase, key=f"{key}.lr_scheduler_init")
+    init = _parse_class_spec(raw["lr_scheduler_init"], source, phase, f"{key}.lr_scheduler_init")
+    pl_cfg = raw.get("pl_lrs_cfg") or {}
+    if not isinstance(pl_cfg, Mapping):
+        raise ScheduleError("must be a mapping", source=source, phase=phase, key=f"{key}.pl_lrs_cfg", value=pl_cfg)
+    _reject_unknown_keys(pl_cfg, PL_LRS_CFG_KEYS, source, phase, prefix=f"{key}.pl_lrs_cfg.")
+    interval = pl_cfg.get("interval", "epoch")
+    if interval not in ("epoch", "step"):
+        raise ScheduleError(
+            "must be 'epoch' or 'step'", source=source, phase=phase, key=f"{key}.pl_lrs_cfg.interval", value=interval
+        )
+    frequency = pl_cfg.get("frequency", 1)
+    if isinstance(frequency, bool) or not isinstance(frequency, int) or frequency < 1:
+        raise ScheduleError(
+            "must be a positive integer", source=source, phase=phase, key=f"{key}.pl_lrs_cfg.frequency", value=frequency
+        )
+    init_pg_lrs = raw.get("init_pg_lrs")
+    if init_pg_lrs is not None:
+        if not isinstance(init_pg_lrs, Sequence) or isinstance(init_pg_lrs, str) or not init_pg_lrs:
+            raise ScheduleError(
+                "must be a non-empty list of learning rates",
+                source=source,
+                phase=phase,
+                key=f"{key}.init_pg_lrs",
+                value=init_pg_lrs,
+            )
+        init_pg_lrs = tuple(
+            _positive_float(v, source, phase, f"{key}.init_pg_lrs[{i}]", allow_zero=True)
+            for i, v in enumerate(init_pg_lrs)
+        )
+    use_current = raw.get("use_current_optimizer_pg_lrs", False)
+    if not isinstance(use_current, bool):
+        raise ScheduleError(
+            "must be true or false", source=source, phase=phase, key=f"{key}.use_current_optimizer_pg_lrs",
+            value=use_current,
+        )
+    if use_current and init_pg_lrs is not None:
+        raise ScheduleError(
+            "give either init_pg_lrs or use_current_optimizer_pg_lrs, not both", source=source, phase=phase, key=key
+        )
+    return LRSchedulerSpec(init, dict(pl_cfg), init_pg_lrs, use_current)
+
+
+def parse_optimizer_spec(raw: Any, source: str, phase: int | None, key: str) -> OptimizerSpec:
+    raw = to_plain_container(raw)
+    if not isinstance(raw, Mapping):
+        raise ScheduleError("must be a mapping", source=source, phase=phase, key=key, value=raw)
+    _reject_unknown_keys(raw, ("optimizer_init",), source, phase, prefix=f"{key}.")
+    if "optimizer_init" not in raw:
+        raise ScheduleError("missing required key", source=source, phase=phase, key=f"{key}.optimizer_init")
+    return OptimizerSpec(_parse_class_spec(raw["optimizer_init"], source, phase, f"{key}.optimizer_init"))
+
+
+def _parse_class_spec(raw: Any, source: str, phase: int | None, key: str) -> ClassSpec:
+    if not isinstance(raw, Mapping):
+        raise ScheduleError("must be a mapping with 'class_path'", source=source, phase=phase, key=key, value=raw)
+    _reject_unknown_keys(raw, CLASS_SPEC_KEYS, source, phase, prefix=f"{key}.")
+    class_path = raw.get("class_path")
+    if not isinstance(class_path, str) or "." not in class_path:
+        raise ScheduleError(
+            "must be a dotted import path such as torch.optim.lr_scheduler.StepLR",
+            source=source,
+            phase=phase,
+            key=f"{key}.class_path",
+            value=class_path,
+        )
+    init_args = raw.get("init_args") or {}
+    if not isinstance(init_args, Mapping):
+        raise ScheduleError("must be a mapping", source=source, phase=phase, key=f"{key}.init_args", value=init_args)
+    return ClassSpec(class_path, dict(init_args))
+
+
+def _reject_unknown_keys(body: Mapping, allowed: Sequence[str], source: str, phase: int | None, prefix: str) -> None:
+    for key in body:
+        if key not in allowed:
+            hint = difflib.get_close_matches(str(key), allowed, n=1)
+            did_you_mean = f"; did you mean '{hint[0]}'?" if hint else f"; allowed: {', '.join(allowed)}"
+            raise ScheduleError(f"unknown key{did_you_mean}", source=source, phase=phase, key=f"{prefix}{key}")
+
+
+def _positive_float(value: Any, source: str, phase: int | None, key: str, allow_zero: bool = False) -> float:
+    # YAML 1.1 reads `1e-5` (no dot) as a string; accept it, since it is what users mean.
+    try:
+        number = float(value) if not isinstance(value, bool) else None
+    except (TypeError, ValueError):
+        number = None
+    if number is None or number != number or number < 0 or (number == 0 and not allow_zero):
+        raise ScheduleError("must be a positive number", source=source, phase=phase, key=key, value=value)
+    return number
+
+
+def resolve_schedule(schedule: Schedule, param_names: Sequence[str]) -> tuple[Schedule, list[str]]:
+    """Expand names and patterns to exact parameter names.
+
+    An entry equal to a parameter name selects exactly that parameter; anything else is a regular expression that
+    must match at the start of a name (``re.match``, as FTS does). Returns the resolved schedule and the names no
+    phase thaws.
+    """
+    known = set(param_names)
+    owner: dict[str, int] = {}
+    phases = []
+    for phase in schedule.phases:
+        resolved: list[str] = []
+        for entry in phase.params:
+            for name in _expand_entry(entry, param_names, known, schedule.source, phase.index):
+                if name in owner and owner[name] != phase.index:
+                    raise ScheduleError(
+                        f"parameter '{name}' is already scheduled in phase {owner[name]}; each parameter may be "
+                        "thawed by one phase only",
+                        source=schedule.source,
+                        phase=phase.index,
+                        key="params",
+                        value=entry,
+                    )
+                if name not in owner:
+                    owner[name] = phase.index
+                    resolved.append(name)
+        phases.append(Phase(**{**phase.__dict__, "params": tuple(resolved)}))
+    never_thawed = [name for name in param_names if name not in owner]
+    return Schedule(tuple(phases), source=schedule.source), never_thawed
+
+
+def _expand_entry(entry: str, param_names: Sequence[str], known: set[str], source: str, phase: int) -> list[str]:
+    if entry in known:
+        return [entry]
+    try:
+        pattern = re.compile(entry)
+    except re.error as err:
+        raise ScheduleError(
+            f"not a parameter name, and not a valid regular expression ({err})",
+            source=source,
+            phase=phase,
+            key="params",
+            value=entry,
+        ) from err
+    matched = [name for name in param_names if pattern.match(name)]
+    if not matched:
+        close = difflib.get_close_matches(entry, param_names, n=3)
+        hint = f"; closest parameter names: {close}" if close else ""
+        raise ScheduleError(
+            f"matches no parameter of the model{hint}", source=source, phase=phase, key="params", value=entry
+        )
+    return matched
