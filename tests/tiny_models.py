@@ -78,8 +78,9 @@ class TinyModule(pl.LightningModule):
 
 def mlp() -> nn.Sequential:
     """Four Linear layers: parameters 0.weight ... 6.bias; the blocks generator makes 4 phases of it."""
-    return nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(),
-                         nn.Linear(16, 1))
+    return nn.Sequential(
+        nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 1)
+    )
 
 
 def bn_convnet() -> nn.Sequential:

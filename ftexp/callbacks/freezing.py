@@ -27,10 +27,12 @@ def frozen_batchnorms(module: nn.Module) -> list[_BatchNorm]:
 
 
 def apply_batchnorm_policy(module: nn.Module, track_running_stats: bool) -> None:
-    """Put frozen BatchNorm layers in eval mode so their running statistics stay those of pretraining.
+    """Put frozen BatchNorm layers in eval mode so their running statistics stay those of pretraining, and thawed
+    ones back in the module's mode.
 
-    Lightning switches the whole model to train mode at the start of every epoch, so this must run after that.
-    ``track_running_stats`` mirrors FTS's ``frozen_bn_track_running_stats``; thawed layers always track.
+    Lightning restores each submodule's own train/eval flag around validation, so a layer set to eval here stays
+    in eval until this function puts it back. ``track_running_stats`` mirrors FTS's
+    ``frozen_bn_track_running_stats``; thawed layers always track.
     """
     frozen = set(map(id, frozen_batchnorms(module)))
     for layer in module.modules():
@@ -39,4 +41,5 @@ def apply_batchnorm_policy(module: nn.Module, track_running_stats: bool) -> None
                 layer.eval()
                 layer.track_running_stats = track_running_stats
             else:
+                layer.train(module.training)
                 layer.track_running_stats = True

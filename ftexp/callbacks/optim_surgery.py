@@ -19,7 +19,6 @@ from torch.optim import lr_scheduler as lrs
 from ftexp.schedule import LRSchedulerSpec, OptimizerSpec, split_no_decay
 from ftexp.schedule.optim_specs import import_class
 
-
 PER_GROUP_LISTS = ("base_lrs", "lr_lambdas", "min_lrs", "_last_lr")
 
 

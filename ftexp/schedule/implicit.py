@@ -117,8 +117,10 @@ def _largest_repeated_container(module: nn.Module, param_names: set[str]) -> _Bl
                 continue
             total = sum(v for n, v in numel.items() if any(n.startswith(c + ".") for c in children))
             depth = prefix.count(".") + (1 if prefix else 0)
-            if best is None or total > best.n_params or (
-                total == best.n_params and depth < best.prefix.count(".") + (1 if best.prefix else 0)
+            if (
+                best is None
+                or total > best.n_params
+                or (total == best.n_params and depth < best.prefix.count(".") + (1 if best.prefix else 0))
             ):
                 best = _BlockContainer(prefix, tuple(children), total)
     return best

@@ -83,32 +83,47 @@ def check_lr_scheduler_spec(
     cls = import_class(spec.lr_scheduler_init, source=source, phase=phase, key=init_key)
     if not (isinstance(cls, type) and issubclass(cls, lrs.LRScheduler | lrs.ReduceLROnPlateau)):
         raise ScheduleError(
-            "is not a torch LR scheduler class", source=source, phase=phase, key=f"{init_key}.class_path",
+            "is not a torch LR scheduler class",
+            source=source,
+            phase=phase,
+            key=f"{init_key}.class_path",
             value=spec.lr_scheduler_init.class_path,
         )
     if not allow_untested and not issubclass(cls, SUPPORTED_LR_SCHEDULERS):
         supported = ", ".join(c.__name__ for c in SUPPORTED_LR_SCHEDULERS)
         raise ScheduleError(
             f"this LR scheduler is not supported (supported: {supported}); pass allow_untested=True to try it",
-            source=source, phase=phase, key=f"{init_key}.class_path", value=spec.lr_scheduler_init.class_path,
+            source=source,
+            phase=phase,
+            key=f"{init_key}.class_path",
+            value=spec.lr_scheduler_init.class_path,
         )
     if issubclass(cls, lrs.ReduceLROnPlateau) and not spec.pl_lrs_cfg.get("monitor"):
         raise ScheduleError(
             "ReduceLROnPlateau needs the metric it watches: set pl_lrs_cfg.monitor (e.g. val_loss)",
-            source=source, phase=phase, key=f"{key}.pl_lrs_cfg.monitor", show_value=False,
+            source=source,
+            phase=phase,
+            key=f"{key}.pl_lrs_cfg.monitor",
+            show_value=False,
         )
     if spec.init_pg_lrs is not None and len(spec.init_pg_lrs) != n_groups:
         raise ScheduleError(
             f"has {len(spec.init_pg_lrs)} learning rates but the optimizer will have {n_groups} parameter groups "
             "in this phase (groups of earlier phases, no_decay splits included)",
-            source=source, phase=phase, key=f"{key}.init_pg_lrs", value=list(spec.init_pg_lrs),
+            source=source,
+            phase=phase,
+            key=f"{key}.init_pg_lrs",
+            value=list(spec.init_pg_lrs),
         )
     try:
         cls(_dummy_optimizer(n_groups), **spec.lr_scheduler_init.init_args)
     except Exception as err:  # any constructor failure is a configuration error the user must see
         raise ScheduleError(
             f"{cls.__name__} rejected these arguments ({type(err).__name__}: {err})",
-            source=source, phase=phase, key=f"{init_key}.init_args", value=spec.lr_scheduler_init.init_args,
+            source=source,
+            phase=phase,
+            key=f"{init_key}.init_args",
+            value=spec.lr_scheduler_init.init_args,
         ) from err
 
 
@@ -117,7 +132,10 @@ def check_optimizer_spec(spec: OptimizerSpec, n_groups: int, *, source: str, pha
     cls = import_class(spec.optimizer_init, source=source, phase=phase, key=init_key)
     if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
         raise ScheduleError(
-            "is not a torch optimizer class", source=source, phase=phase, key=f"{init_key}.class_path",
+            "is not a torch optimizer class",
+            source=source,
+            phase=phase,
+            key=f"{init_key}.class_path",
             value=spec.optimizer_init.class_path,
         )
     try:
@@ -125,7 +143,10 @@ def check_optimizer_spec(spec: OptimizerSpec, n_groups: int, *, source: str, pha
     except Exception as err:  # any constructor failure is a configuration error the user must see
         raise ScheduleError(
             f"{cls.__name__} rejected these arguments ({type(err).__name__}: {err})",
-            source=source, phase=phase, key=f"{init_key}.init_args", value=spec.optimizer_init.init_args,
+            source=source,
+            phase=phase,
+            key=f"{init_key}.init_args",
+            value=spec.optimizer_init.init_args,
         ) from err
 
 

@@ -162,7 +162,10 @@ def parse_lr_scheduler_spec(raw: Any, source: str, phase: int | None, key: str) 
     use_current = raw.get("use_current_optimizer_pg_lrs", False)
     if not isinstance(use_current, bool):
         raise ScheduleError(
-            "must be true or false", source=source, phase=phase, key=f"{key}.use_current_optimizer_pg_lrs",
+            "must be true or false",
+            source=source,
+            phase=phase,
+            key=f"{key}.use_current_optimizer_pg_lrs",
             value=use_current,
         )
     if use_current and init_pg_lrs is not None:

@@ -1,0 +1,165 @@
+"""Specifications of the phase state machine on a tiny MLP: what trains, at which lr, in how many groups."""
+
+from __future__ import annotations
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Callback
+
+from ftexp import FinetuningScheduler, PhaseEarlyStopping
+from tests.tiny_models import TinyModule, trainer
+
+HEAD, L2, L1, L0 = "net.6", "net.4", "net.2", "net.0"
+
+
+def epoch_schedule(**phase1):
+    """Three phases ended by epoch: head until epoch 2, + layer 4 until epoch 4, then the rest."""
+    return {
+        0: {"params": [f"{HEAD}.*"], "max_transition_epoch": 2},
+        1: {"params": [f"{L2}.weight", f"{L2}.bias"], "max_transition_epoch": 4, **phase1},
+        2: {"params": [f"{L1}.*", f"{L0}.*"], "lr": 2e-3},
+    }
+
+
+class PhaseProbe(Callback):
+    """Records, at the first training batch of every epoch, what the optimizer and model look like."""
+
+    def __init__(self) -> None:
+        self.epochs: dict[int, dict] = {}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if batch_idx:
+            return
+        groups = trainer.optimizers[0].param_groups
+        names = {id(p): n for n, p in pl_module.named_parameters()}
+        self.epochs[trainer.current_epoch] = {
+            "trainable": sorted(n for n, p in pl_module.named_parameters() if p.requires_grad),
+            "groups": [sorted(names[id(p)] for p in g["params"]) for g in groups],
+            "lrs": [g["lr"] for g in groups],
+            "weight_decay": [g["weight_decay"] for g in groups],
+        }
+
+
+def params_of(*prefixes: str) -> list[str]:
+    return sorted(f"{p}.{kind}" for p in prefixes for kind in ("weight", "bias"))
+
+
+def test_each_phase_trains_exactly_its_cumulative_parameters_at_the_scheduled_lrs(tmp_path):
+    pl.seed_everything(0)
+    probe = PhaseProbe()
+    fts = FinetuningScheduler(epoch_schedule(lr=1e-3), restore_best=False)
+    trainer(tmp_path, [fts, probe], max_epochs=6).fit(TinyModule(lr=1e-2))
+
+    assert probe.epochs[0]["trainable"] == params_of(HEAD)
+    assert probe.epochs[0]["lrs"] == [1e-2]
+    assert probe.epochs[2]["trainable"] == params_of(HEAD, L2)
+    assert probe.epochs[2]["groups"] == [params_of(HEAD), params_of(L2)]
+    assert probe.epochs[2]["lrs"] == [1e-2, 1e-3]
+    assert probe.epochs[4]["trainable"] == params_of(HEAD, L2, L1, L0)
+    assert probe.epochs[4]["lrs"] == [1e-2, 1e-3, 2e-3]
+    assert [t["depth"] for t in fts.transitions] == [1, 2]
+    assert [t["epoch"] for t in fts.transitions] == [2, 4]
+    assert fts.curr_depth == 2
+
+
+def test_no_decay_splits_each_new_phase_into_a_decay_and_a_zero_decay_group(tmp_path):
+    probe = PhaseProbe()
+    module = TinyModule(lr=1e-2, no_decay=["bias"], weight_decay=0.1)
+    trainer(tmp_path, [FinetuningScheduler(epoch_schedule(), restore_best=False), probe], max_epochs=5).fit(module)
+
+    phase2 = probe.epochs[4]
+    assert phase2["groups"] == [
+        params_of(HEAD),
+        [f"{L2}.weight"],
+        [f"{L2}.bias"],
+        [f"{L0}.weight", f"{L1}.weight"],
+        [f"{L0}.bias", f"{L1}.bias"],
+    ]
+    assert phase2["weight_decay"] == [0.1, 0.1, 0.0, 0.1, 0.0]
+    assert phase2["lrs"] == [1e-2, 1e-5, 1e-5, 2e-3, 2e-3], "phases without lr use base_max_lr (1e-5)"
+
+
+def test_base_max_lr_none_uses_the_optimizers_initial_lr(tmp_path):
+    probe = PhaseProbe()
+    fts = FinetuningScheduler(epoch_schedule(), restore_best=False, base_max_lr=None)
+    trainer(tmp_path, [fts, probe], max_epochs=3).fit(TinyModule(lr=3e-2))
+    assert probe.epochs[2]["lrs"] == [3e-2, 3e-2]
+
+
+def test_max_depth_stops_the_schedule_early_and_the_last_phase_runs_to_max_epochs(tmp_path):
+    probe = PhaseProbe()
+    fts = FinetuningScheduler(epoch_schedule(), restore_best=False, max_depth=1)
+    trainer(tmp_path, [fts, probe], max_epochs=7).fit(TinyModule())
+    assert fts.curr_depth == 1
+    assert probe.epochs[6]["trainable"] == params_of(HEAD, L2)
+
+
+def test_optimizer_holding_every_parameter_is_restricted_to_phase_zero(tmp_path):
+    class AllParams(TinyModule):
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    probe = PhaseProbe()
+    trainer(tmp_path, [FinetuningScheduler(epoch_schedule(), restore_best=False), probe], max_epochs=3).fit(AllParams())
+    assert probe.epochs[0]["groups"] == [params_of(HEAD)]
+    assert probe.epochs[2]["groups"] == [params_of(HEAD), params_of(L2)]
+
+
+def test_frozen_parameters_do_not_change_and_thawed_ones_do(tmp_path):
+    module = TinyModule()
+    before = {n: p.detach().clone() for n, p in module.named_parameters()}
+    fts = FinetuningScheduler(epoch_schedule(), restore_best=False, max_depth=1)
+    trainer(tmp_path, [fts], max_epochs=3).fit(module)
+    after = dict(module.named_parameters())
+    for name in params_of(L1, L0):
+        assert torch.equal(before[name], after[name]), name
+    for name in params_of(HEAD, L2):
+        assert not torch.equal(before[name], after[name]), name
+
+
+class TestEarlyStoppingDrivenTransitions:
+    """Patience ends a phase, the final phase's patience ends the run; the best score is kept across phases."""
+
+    @staticmethod
+    def flat_loss_run(tmp_path, **stopper_kwargs):
+        # min_delta=1 makes every check after the first "no improvement": patience 2 ends a phase in 3 epochs.
+        stopper = PhaseEarlyStopping(min_delta=1.0, patience=2, **stopper_kwargs)
+        fts = FinetuningScheduler({0: [f"{HEAD}.*"], 1: [f"{L2}.*"], 2: [f"{L1}.*", f"{L0}.*"]}, restore_best=False)
+        run = trainer(tmp_path, [fts, stopper], max_epochs=30)
+        run.fit(TinyModule())
+        return fts, stopper, run
+
+    def test_patience_moves_to_the_next_phase_and_final_patience_ends_the_run(self, tmp_path):
+        fts, stopper, run = self.flat_loss_run(tmp_path)
+        assert [t["epoch"] for t in fts.transitions] == [3, 5]
+        assert fts.curr_depth == 2
+        assert run.current_epoch == 7, "final phase: epochs 5 and 6 without improvement, then stop"
+        assert stopper.stopped_epoch == 6
+
+    def test_divergence_threshold_ends_the_whole_run_in_phase_zero(self, tmp_path):
+        fts, stopper, run = self.flat_loss_run(tmp_path, divergence_threshold=1e-6)
+        assert fts.transitions == []
+        assert run.current_epoch == 1
+        assert stopper.stopped_epoch == 0
+
+    def test_user_configured_stopper_is_used_not_duplicated(self, tmp_path):
+        _, stopper, run = self.flat_loss_run(tmp_path)
+        stoppers = [cb for cb in run.callbacks if isinstance(cb, PhaseEarlyStopping)]
+        assert stoppers == [stopper]
+
+    def test_defaults_match_fts(self):
+        stopper = PhaseEarlyStopping()
+        assert (stopper.monitor, stopper.mode, stopper.patience, stopper.min_delta) == ("val_loss", "min", 3, 0.0)
+
+
+@pytest.mark.parametrize("mode", ["naive", "blocks"])
+def test_implicit_mode_walks_the_generated_schedule(tmp_path, mode):
+    fts = FinetuningScheduler(implicit_mode=mode, restore_best=False, epoch_transitions_only=True)
+    run = trainer(tmp_path, [fts], max_epochs=3)
+    with pytest.raises(Exception, match="max_transition_epoch"):
+        run.fit(TinyModule())  # generated schedules have no epoch limits, so epoch-only mode must refuse them
+    fts = FinetuningScheduler(implicit_mode=mode, restore_best=False)
+    trainer(tmp_path, [fts, PhaseEarlyStopping(min_delta=1.0, patience=1)], max_epochs=20).fit(TinyModule())
+    assert fts.curr_depth == fts.final_depth == len(fts.schedule) - 1
+    assert len(fts.schedule) == 4, "both generators give 4 phases for 4 Linear layers (8 tensors)"
