@@ -80,6 +80,8 @@ class FinetuningScheduler(Callback):
         restore_best_from: ``memory`` (default) restores from a copy kept when the best checkpoint was written,
             ``disk`` re-reads the checkpoint file as FTS does. Both give the same state.
         log_dir: where the resolved schedule is written (default: ``trainer.log_dir``).
+        logging_level / strategy_adapter_cfg / custom_strategy_adapter: FTS arguments, accepted so FTS configs
+            load; the first is ignored with a warning, the adapters are refused with a clear error.
     """
 
     def __init__(
@@ -101,7 +103,22 @@ class FinetuningScheduler(Callback):
         max_phases: int | None = None,
         restore_best_from: Literal["memory", "disk"] = "memory",
         log_dir: str | Path | None = None,
+        logging_level: int | None = None,
+        strategy_adapter_cfg: dict | None = None,
+        custom_strategy_adapter: dict | None = None,
     ) -> None:
+        if strategy_adapter_cfg or custom_strategy_adapter:
+            raise ScheduleError(
+                "FTS strategy adapters (FSDP, custom strategies) are not supported by ftexp; it runs on single "
+                "devices, ddp and ddp_spawn",
+                key="strategy_adapter_cfg" if strategy_adapter_cfg else "custom_strategy_adapter",
+                show_value=False,
+            )
+        if logging_level is not None:
+            rank_zero_warn(
+                "ftexp: logging_level is accepted for FTS compatibility but ignored: ftexp never changes logger "
+                "levels; configure the 'pytorch_lightning' logger yourself."
+            )
         if ft_schedule is not None and (reinit_lr_cfg or reinit_optim_cfg):
             key = "reinit_lr_cfg" if reinit_lr_cfg else "reinit_optim_cfg"
             raise ScheduleError(
