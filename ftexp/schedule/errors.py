@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+_NO_VALUE = object()
+
 
 class ScheduleError(ValueError):
     """A fine-tuning schedule or scheduler setting that cannot be run.
@@ -19,7 +21,7 @@ class ScheduleError(ValueError):
         source: str | None = None,
         phase: int | str | None = None,
         key: str | None = None,
-        value: Any = None,
+        value: Any = _NO_VALUE,
         line: int | None = None,
         show_value: bool = True,
     ) -> None:
@@ -27,7 +29,7 @@ class ScheduleError(ValueError):
         self.source = source
         self.phase = phase
         self.key = key
-        self.value = value
+        self.value = None if value is _NO_VALUE else value
         self.line = line
         where = []
         if source is not None:
@@ -37,5 +39,5 @@ class ScheduleError(ValueError):
         if key is not None:
             where.append(f"key '{key}'")
         prefix = f"[{', '.join(where)}] " if where else ""
-        suffix = f" (got {value!r})" if show_value and value is not None else ""
+        suffix = f" (got {value!r})" if show_value and value is not _NO_VALUE else ""
         super().__init__(f"{prefix}{problem}{suffix}")

@@ -60,26 +60,22 @@ class _BlockContainer:
 
     prefix: str  # the parent's qualified name ("" for the root)
     children: tuple[str, ...]  # qualified names of the repeated children, in registration order
-    n_params: int
 
 
 def _block_groups(module: nn.Module, names: list[str]) -> list[list[str]]:
-    container = _largest_repeated_container(module, set(names))
+    container = _largest_repeated_container(module, names)
     if container is None:  # nothing repeats: fall back to one phase per top-level unit, output side first
         units = _group_by_unit(names, prefix="")
         return [params for _, params in reversed(units)]
-    block_of = {}
-    for child in container.children:
-        for name in names:
-            if name.startswith(child + "."):
-                block_of[name] = child
-    first = names.index(next(n for n in names if n in block_of))
+    children = set(container.children)
+    block_of = {name: _owner(name, children) for name in names}
+    block_of = {name: child for name, child in block_of.items() if child is not None}
+    first = next(i for i, n in enumerate(names) if n in block_of)
     last = max(i for i, n in enumerate(names) if n in block_of)
     before = [n for n in names[:first] if n not in block_of]
     after = [n for n in names[last + 1 :] if n not in block_of]
     interleaved = [n for n in names[first : last + 1] if n not in block_of]
     blocks = [[n for n in names if block_of.get(n) == child] for child in container.children]
-    blocks = [b for b in blocks if b]
 
     groups: list[list[str]] = []
     if after:
@@ -89,40 +85,59 @@ def _block_groups(module: nn.Module, names: list[str]) -> list[list[str]]:
         groups.append(head)
         if neck:
             groups.append(neck)
-        groups.extend(reversed(blocks))
-    else:  # the last block is the head (e.g. an MLP whose final Linear is the classifier)
-        groups.extend(reversed(blocks))
+    groups.extend(reversed(blocks))  # with nothing after the blocks, the last block is the head (an MLP)
     stem = before + interleaved
     if stem:
         groups.append(stem)
     return groups
 
 
-def _largest_repeated_container(module: nn.Module, param_names: set[str]) -> _BlockContainer | None:
-    """Find the group of same-class siblings (>= 2, each holding parameters) that owns the most parameters.
+def _owner(name: str, children: set[str]) -> str | None:
+    parts = name.split(".")
+    for end in range(len(parts) - 1, 0, -1):
+        prefix = ".".join(parts[:end])
+        if prefix in children:
+            return prefix
+    return None
 
-    Sizes are counted with ``numel`` of meta/real tensors alike; ties go to the shallower container, which gives
-    coarser phases (ResNet stages rather than bottlenecks).
+
+def _largest_repeated_container(module: nn.Module, names: list[str]) -> _BlockContainer | None:
+    """Find the group of same-class siblings (>= 2, each holding parameters) that looks most like the backbone.
+
+    Candidates are ranked by: siblings that are composite modules (layers, stages) before leaf modules (a row of
+    Embeddings or Linears), then by how many parameter tensors they hold, then by size, then the shallower one
+    (ResNet stages rather than bottlenecks). Counting tensors rather than weights keeps a huge vocabulary from
+    outranking the transformer layers of a small model. One pass over names and modules: fast on meta models.
     """
-    numel = {name: p.numel() for name, p in module.named_parameters()}
+    numel = dict((name, p.numel()) for name, p in module.named_parameters())
+    tensors_in: dict[str, int] = {}
+    numel_in: dict[str, int] = {}
+    for name in names:
+        parts = name.split(".")
+        for end in range(1, len(parts)):
+            prefix = ".".join(parts[:end])
+            tensors_in[prefix] = tensors_in.get(prefix, 0) + 1
+            numel_in[prefix] = numel_in.get(prefix, 0) + numel[name]
+    best_key: tuple | None = None
     best: _BlockContainer | None = None
     for prefix, parent in module.named_modules():
-        by_class: dict[type, list[str]] = {}
+        by_class: dict[type, list[tuple[str, nn.Module]]] = {}
         for child_name, child in parent.named_children():
             qualified = f"{prefix}.{child_name}" if prefix else child_name
-            if any(n.startswith(qualified + ".") for n in param_names):
-                by_class.setdefault(type(child), []).append(qualified)
-        for children in by_class.values():
-            if len(children) < 2:
+            if tensors_in.get(qualified):
+                by_class.setdefault(type(child), []).append((qualified, child))
+        for siblings in by_class.values():
+            if len(siblings) < 2:
                 continue
-            total = sum(v for n, v in numel.items() if any(n.startswith(c + ".") for c in children))
-            depth = prefix.count(".") + (1 if prefix else 0)
-            if (
-                best is None
-                or total > best.n_params
-                or (total == best.n_params and depth < best.prefix.count(".") + (1 if best.prefix else 0))
-            ):
-                best = _BlockContainer(prefix, tuple(children), total)
+            composite = all(any(True for _ in child.children()) for _, child in siblings)
+            key = (
+                composite,
+                sum(tensors_in[q] for q, _ in siblings),
+                sum(numel_in[q] for q, _ in siblings),
+                -(prefix.count(".") + 1 if prefix else 0),
+            )
+            if best_key is None or key > best_key:
+                best_key, best = key, _BlockContainer(prefix, tuple(q for q, _ in siblings))
     return best
 
 

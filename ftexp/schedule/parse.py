@@ -53,7 +53,7 @@ def parse_schedule(raw: Any, source: str = "<dict>") -> Schedule:
         indexed[index] = body
     expected = list(range(len(indexed)))
     if sorted(indexed) != expected:
-        missing = sorted(set(expected) - set(indexed))
+        missing = sorted(set(range(max(indexed) + 1)) - set(indexed))
         raise ScheduleError(
             f"phase indices must be contiguous from 0; missing {missing}", source=source, value=sorted(indexed)
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,13 @@ def _construct_mapping_without_duplicates(loader: _StrictLoader, node: yaml.Mapp
         seen[key] = line
     return loader.construct_mapping(node, deep=deep)
 
+
+# YAML 1.1 reads `1e-5` (no dot) as a string, yet every ML config writes lrs that way; read it as a float.
+_StrictLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
 
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping_without_duplicates)
 
