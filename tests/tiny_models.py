@@ -112,3 +112,48 @@ def trainer(tmp_path, callbacks, max_epochs: int = 6, **kwargs) -> pl.Trainer:
         deterministic=True,
         **kwargs,
     )
+
+
+class TinyTransformerClassifier(pl.LightningModule):
+    """A 2-layer BERT classifier built from a config (random init), on random token sequences."""
+
+    no_decay = ["bias", "LayerNorm.weight"]
+
+    def __init__(self, lr: float = 1e-3) -> None:
+        super().__init__()
+        from transformers import AutoModelForSequenceClassification, BertConfig
+
+        config = BertConfig(
+            hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37, vocab_size=100
+        )
+        self.model = AutoModelForSequenceClassification.from_config(config)
+        self.lr = lr
+
+    def _loss(self, batch):
+        input_ids, labels = batch
+        return self.model(input_ids=input_ids, labels=labels).loss
+
+    def training_step(self, batch, batch_idx):
+        return self._loss(batch)
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val_loss", self._loss(batch))
+
+    def configure_optimizers(self):
+        named = [(n, p) for n, p in self.named_parameters() if p.requires_grad]
+        groups = [
+            {"params": [p for n, p in named if not any(f in n for f in self.no_decay)], "weight_decay": 0.01},
+            {"params": [p for n, p in named if any(f in n for f in self.no_decay)], "weight_decay": 0.0},
+        ]
+        return torch.optim.AdamW([g for g in groups if g["params"]], lr=self.lr)
+
+    def _loader(self, seed: int) -> DataLoader:
+        generator = torch.Generator().manual_seed(seed)
+        ids = torch.randint(1, 100, (32, 12), generator=generator)
+        return DataLoader(TensorDataset(ids, (ids[:, 0] > 50).long()), batch_size=8)
+
+    def train_dataloader(self):
+        return self._loader(0)
+
+    def val_dataloader(self):
+        return self._loader(1)

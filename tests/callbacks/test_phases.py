@@ -118,41 +118,6 @@ def test_frozen_parameters_do_not_change_and_thawed_ones_do(tmp_path):
         assert not torch.equal(before[name], after[name]), name
 
 
-class TestEarlyStoppingDrivenTransitions:
-    """Patience ends a phase, the final phase's patience ends the run; the best score is kept across phases."""
-
-    @staticmethod
-    def flat_loss_run(tmp_path, **stopper_kwargs):
-        # min_delta=1 makes every check after the first "no improvement": patience 2 ends a phase in 3 epochs.
-        stopper = PhaseEarlyStopping(min_delta=1.0, patience=2, **stopper_kwargs)
-        fts = FinetuningScheduler({0: [f"{HEAD}.*"], 1: [f"{L2}.*"], 2: [f"{L1}.*", f"{L0}.*"]}, restore_best=False)
-        run = trainer(tmp_path, [fts, stopper], max_epochs=30)
-        run.fit(TinyModule())
-        return fts, stopper, run
-
-    def test_patience_moves_to_the_next_phase_and_final_patience_ends_the_run(self, tmp_path):
-        fts, stopper, run = self.flat_loss_run(tmp_path)
-        assert [t["epoch"] for t in fts.transitions] == [3, 5]
-        assert fts.curr_depth == 2
-        assert run.current_epoch == 7, "final phase: epochs 5 and 6 without improvement, then stop"
-        assert stopper.stopped_epoch == 6
-
-    def test_divergence_threshold_ends_the_whole_run_in_phase_zero(self, tmp_path):
-        fts, stopper, run = self.flat_loss_run(tmp_path, divergence_threshold=1e-6)
-        assert fts.transitions == []
-        assert run.current_epoch == 1
-        assert stopper.stopped_epoch == 0
-
-    def test_user_configured_stopper_is_used_not_duplicated(self, tmp_path):
-        _, stopper, run = self.flat_loss_run(tmp_path)
-        stoppers = [cb for cb in run.callbacks if isinstance(cb, PhaseEarlyStopping)]
-        assert stoppers == [stopper]
-
-    def test_defaults_match_fts(self):
-        stopper = PhaseEarlyStopping()
-        assert (stopper.monitor, stopper.mode, stopper.patience, stopper.min_delta) == ("val_loss", "min", 3, 0.0)
-
-
 @pytest.mark.parametrize("mode", ["naive", "blocks"])
 def test_implicit_mode_walks_the_generated_schedule(tmp_path, mode):
     fts = FinetuningScheduler(implicit_mode=mode, restore_best=False, epoch_transitions_only=True)
