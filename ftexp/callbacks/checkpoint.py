@@ -8,9 +8,13 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 
 
 class PhaseCheckpoint(ModelCheckpoint):
-    """``ModelCheckpoint`` with the defaults restore-best needs: monitor ``val_loss`` (``min``), keep the best and
-    ``last.ckpt``. Any monitoring ``ModelCheckpoint`` works with :class:`~ftexp.FinetuningScheduler`; this one only
-    saves typing and matches FTS's ``FTSCheckpoint`` defaults."""
+    """``ModelCheckpoint`` with the defaults restore-best needs: monitor ``val_loss`` (``min``), keep the best.
 
-    def __init__(self, monitor: str = "val_loss", mode: str = "min", save_last: bool = True, **kwargs: Any) -> None:
-        super().__init__(monitor=monitor, mode=mode, save_last=save_last, **kwargs)
+    Any monitoring ``ModelCheckpoint`` works with :class:`~ftexp.FinetuningScheduler`; this one only saves typing
+    and matches FTS's ``FTSCheckpoint`` defaults. For resumable runs add a second, unmonitored
+    ``ModelCheckpoint(save_last=True)``: since Lightning 2.6 a monitored checkpoint rewrites ``last.ckpt`` only
+    when it saves a new best, so its ``last.ckpt`` is not the latest state.
+    """
+
+    def __init__(self, monitor: str = "val_loss", mode: str = "min", **kwargs: Any) -> None:
+        super().__init__(monitor=monitor, mode=mode, **kwargs)

@@ -72,8 +72,9 @@ def _run(tmp_path: Path, max_epochs: int, ckpt_path=None, **fts_kwargs):
     pl.seed_everything(0)
     module = TinyModule(lr=5e-2, scheduler="step", no_decay=["bias"])
     fts = FinetuningScheduler(epoch_schedule(lr=1e-3), **fts_kwargs)
-    checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", monitor="val_loss", save_last=True)
-    run = trainer(tmp_path, [fts, checkpoint], max_epochs=max_epochs)
+    best = ModelCheckpoint(dirpath=tmp_path / "ckpt", monitor="val_loss")
+    latest = ModelCheckpoint(dirpath=tmp_path / "ckpt", filename="latest", save_last=True)  # every epoch
+    run = trainer(tmp_path, [fts, best, latest], max_epochs=max_epochs)
     run.fit(module, ckpt_path=ckpt_path)
     return module, fts, run
 
@@ -82,6 +83,8 @@ def test_resumed_run_ends_in_the_same_state_as_an_uninterrupted_one(tmp_path):
     full_module, full_fts, full_run = _run(tmp_path / "full", max_epochs=7)
     _run(tmp_path / "split", max_epochs=3)  # stops in phase 1
     last = tmp_path / "split" / "ckpt" / "last.ckpt"
+    saved = torch.load(last, weights_only=False)
+    assert (saved["epoch"], saved["callbacks"][FinetuningScheduler.__qualname__]["curr_depth"]) == (2, 1)
     resumed_module, resumed_fts, resumed_run = _run(tmp_path / "split", max_epochs=7, ckpt_path=last)
 
     assert resumed_fts.curr_depth == full_fts.curr_depth == 2
@@ -97,7 +100,7 @@ def test_resumed_run_ends_in_the_same_state_as_an_uninterrupted_one(tmp_path):
 def test_resume_without_the_best_checkpoint_fails_before_training_unless_new_incarnation(tmp_path):
     _run(tmp_path, max_epochs=3)
     last = tmp_path / "ckpt" / "last.ckpt"
-    for ckpt in (tmp_path / "ckpt").glob("epoch=*.ckpt"):
+    for ckpt in (tmp_path / "ckpt").glob("epoch=*.ckpt"):  # the best checkpoints are gone
         ckpt.unlink()
     with pytest.raises(ScheduleError, match="new_incarnation_mode=True"):
         _run(tmp_path, max_epochs=6, ckpt_path=last)

@@ -1,0 +1,136 @@
+"""``SequenceClassifier``: a LightningModule around any ``AutoModelForSequenceClassification``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from transformers import AutoConfig, AutoModelForSequenceClassification, PreTrainedModel
+
+from ftexp.hub import HubUnavailableError, require_hub, unavailable_message
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+LRSchedulerFactory = Callable[[torch.optim.Optimizer], Any]
+
+
+class SequenceClassifier(pl.LightningModule):
+    """Sequence (pair) classification with a Hugging Face backbone, held as ``self.model`` (so parameter names,
+    and therefore schedule patterns, start with ``model.``).
+
+    Args:
+        pretrained: a hub id or local directory for ``from_pretrained``; or
+        backbone: ``AutoConfig.for_model`` arguments (``model_type`` plus sizes) for a randomly initialized model.
+        num_labels: classes of the task (the datamodule knows).
+        vocab_size / pad_token_id: from the tokenizer; they size the embeddings of a ``backbone`` model.
+        optimizer: a factory taking parameter groups (Hydra ``_partial_: true``); default AdamW(lr=2e-5).
+        lr_scheduler: a factory taking the optimizer; ``None`` for a constant lr.
+        lr_scheduler_config: Lightning's scheduler keys (``interval``, ``frequency``, ``monitor``, ``name``).
+        no_decay: name fragments of parameters trained without weight decay. Read by the FinetuningScheduler as
+            well, so that every phase splits its parameters the same way.
+
+    Example::
+
+        tokenizer = ftexp.data.build_tokenizer(max_length=32)
+        backbone = {"model_type": "bert", "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2}
+        model = SequenceClassifier(backbone=backbone, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
+    """
+
+    def __init__(
+        self,
+        pretrained: str | None = None,
+        backbone: Mapping[str, Any] | None = None,
+        num_labels: int = 2,
+        vocab_size: int | None = None,
+        pad_token_id: int | None = None,
+        optimizer: OptimizerFactory | None = None,
+        lr_scheduler: LRSchedulerFactory | None = None,
+        lr_scheduler_config: Mapping[str, Any] | None = None,
+        no_decay: Sequence[str] = ("bias", "LayerNorm.weight"),
+    ) -> None:
+        super().__init__()
+        # the factories are code, not hyperparameters: keeping them out keeps checkpoints loadable with weights_only
+        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
+        self.model = build_backbone(pretrained, backbone, num_labels, vocab_size, pad_token_id)
+        self.optimizer_factory = optimizer or partial(torch.optim.AdamW, lr=2e-5)
+        self.lr_scheduler_factory = lr_scheduler
+        self.lr_scheduler_config = dict(lr_scheduler_config or {})
+        self.no_decay = list(no_decay)
+
+    def forward(self, **batch: torch.Tensor) -> Any:
+        return self.model(**batch)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self(**batch).loss
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch["labels"]))
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    def _evaluate(self, batch: dict[str, torch.Tensor], stage: str) -> None:
+        output = self(**batch)
+        labels = batch["labels"]
+        accuracy = (output.logits.argmax(dim=-1) == labels).float().mean()
+        # batch_size weights the epoch mean, so the logged accuracy is exact however the last batch is sized
+        self.log(f"{stage}_loss", output.loss, prog_bar=True, batch_size=len(labels))
+        self.log(f"{stage}_acc", accuracy, prog_bar=True, batch_size=len(labels))
+
+    def configure_optimizers(self) -> Any:
+        """AdamW (or the configured factory) over the *trainable* parameters only, in two groups: with weight
+        decay, and without it for names containing a ``no_decay`` fragment."""
+        trainable = [(name, p) for name, p in self.named_parameters() if p.requires_grad]
+        if not trainable:
+            raise RuntimeError("configure_optimizers: no parameter of the model is trainable")
+        exempt = [p for name, p in trainable if any(fragment in name for fragment in self.no_decay)]
+        decay = [p for name, p in trainable if not any(fragment in name for fragment in self.no_decay)]
+        groups = [{"params": decay}] if decay else []
+        if exempt:
+            groups.append({"params": exempt, "weight_decay": 0.0})
+        optimizer = self.optimizer_factory(groups)
+        if self.lr_scheduler_factory is None:
+            return optimizer
+        scheduler = {"scheduler": self.lr_scheduler_factory(optimizer), **self.lr_scheduler_config}
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+
+def build_backbone(
+    pretrained: str | None,
+    backbone: Mapping[str, Any] | None,
+    num_labels: int,
+    vocab_size: int | None,
+    pad_token_id: int | None,
+) -> PreTrainedModel:
+    """``from_pretrained(pretrained)`` or ``from_config`` of a fresh config built from ``backbone``."""
+    if (pretrained is None) == (backbone is None):
+        raise ValueError("model: give exactly one of 'pretrained' (hub id or directory) and 'backbone' (a config)")
+    if pretrained is None:
+        arguments = dict(backbone or {})
+        model_type = arguments.pop("model_type", None)
+        if model_type is None:
+            raise ValueError("model.backbone: missing 'model_type' (e.g. bert, deberta-v2)")
+        if vocab_size is not None:
+            arguments["vocab_size"] = vocab_size
+        if pad_token_id is not None:
+            arguments["pad_token_id"] = pad_token_id
+        config = AutoConfig.for_model(model_type, num_labels=num_labels, **arguments)
+        return AutoModelForSequenceClassification.from_config(config)
+    what = f"model {pretrained!r}"
+    hint = "Point model.pretrained at a local directory written by save_pretrained."
+    require_hub(pretrained, what, hint)
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(pretrained, num_labels=num_labels)
+    except OSError as err:
+        raise HubUnavailableError(unavailable_message(what, str(err), hint)) from err
+    embeddings = model.get_input_embeddings().num_embeddings
+    if vocab_size is not None and vocab_size > embeddings:
+        raise ValueError(
+            f"model: the tokenizer has {vocab_size} tokens but {pretrained!r} embeds only {embeddings}; use the "
+            "model's own tokenizer (data.tokenizer)"
+        )
+    return model

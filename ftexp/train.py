@@ -1,0 +1,186 @@
+"""The task function: config -> objects -> fit (and test) -> ``result.json`` in the run directory.
+
+``run`` is importable and picklable (launchers such as submitit ship it to other processes), never changes the
+working directory, and writes everything under ``cfg.paths.output_dir``::
+
+    <run_dir>/
+      .hydra/                 composed config, Hydra's own settings, the command-line overrides
+      config_tree.log         the resolved config, as printed at start
+      checkpoints/            best and last.ckpt (a rerun in the same dir resumes from last.ckpt)
+      tensorboard/            event files
+      <Module>_ft_schedule.yaml   the resolved fine-tuning schedule (scheduled scenarios)
+      result.json             scenario, seed, metrics, phases, timings
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.loggers import Logger
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
+from rich.console import Console
+from rich.syntax import Syntax
+from rich.tree import Tree
+
+from ftexp.callbacks import FinetuningScheduler
+from ftexp.config import instantiate
+from ftexp.results import EpochMetrics, best_epoch, checkpoint_summary, phase_summary, scalars, write_json
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunObjects:
+    """Everything a run is made of, built from the config but not yet trained."""
+
+    datamodule: pl.LightningDataModule
+    model: pl.LightningModule
+    trainer: pl.Trainer
+    metrics: EpochMetrics
+    fts: FinetuningScheduler | None
+    checkpoint: ModelCheckpoint | None  # the one tracking the best score
+
+
+def build(cfg: DictConfig) -> RunObjects:
+    """Instantiate datamodule, model, callbacks, logger and trainer. The model takes its label count and
+    vocabulary from the datamodule's task and tokenizer."""
+    datamodule = instantiate(cfg.data)
+    tokenizer = datamodule.tokenizer
+    model = instantiate(
+        cfg.model,
+        num_labels=datamodule.num_labels,
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    logger: Logger | None = instantiate(cfg.logger) if cfg.get("logger") else None
+    callbacks: list[Callback] = [
+        instantiate(node) for group in (cfg.schedule.callbacks, cfg.callbacks) for node in group.values() if node
+    ]
+    if logger is None and any(isinstance(cb, LearningRateMonitor) for cb in callbacks):
+        log.info("no logger configured: LearningRateMonitor left out (it has nowhere to write)")
+        callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
+    metrics = EpochMetrics()
+    callbacks.append(metrics)
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger if logger is not None else False)
+    fts = next((cb for cb in callbacks if isinstance(cb, FinetuningScheduler)), None)
+    checkpoint = next((cb for cb in callbacks if isinstance(cb, ModelCheckpoint) and cb.monitor), None)
+    return RunObjects(datamodule, model, trainer, metrics, fts, checkpoint)
+
+
+def resume_path(cfg: DictConfig) -> str | None:
+    """``cfg.ckpt_path`` when set, else ``<checkpoint_dir>/last.ckpt`` when a previous attempt left one."""
+    if cfg.get("ckpt_path"):
+        return str(cfg.ckpt_path)
+    last = Path(cfg.paths.checkpoint_dir) / "last.ckpt"
+    return str(last) if last.is_file() else None
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Train (and test) one configuration; returns what it writes to ``<run_dir>/result.json``.
+
+    The file is written however the run ends, with ``status`` completed, interrupted or failed (and the error), so
+    that every job of a sweep leaves one.
+    """
+    started = time.perf_counter()
+    run_dir = Path(cfg.paths.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    print_config_tree(cfg, run_dir / "config_tree.log")
+    ckpt_path = resume_path(cfg)
+    result: dict[str, Any] = {
+        "name": cfg.name,
+        "scenario": cfg.schedule.name,
+        "seed": cfg.seed,
+        "status": "failed",
+        "resumed_from": ckpt_path,
+        "run_dir": str(run_dir),
+        "result_file": str(run_dir / "result.json"),
+    }
+    objects = None
+    try:
+        if cfg.get("cpu_threads"):
+            torch.set_num_threads(cfg.cpu_threads)
+        pl.seed_everything(cfg.seed, workers=True)
+        objects = build(cfg)
+        if ckpt_path:
+            log.info(f"resuming from {ckpt_path}")
+        objects.trainer.fit(objects.model, datamodule=objects.datamodule, ckpt_path=ckpt_path)
+        if cfg.test and not objects.trainer.interrupted:
+            result["test"] = evaluate_best(objects)
+        result["status"] = "interrupted" if objects.trainer.interrupted else "completed"
+    except BaseException as err:  # Lightning turns Ctrl-C into SystemExit after a graceful shutdown
+        interrupted = objects is not None and objects.trainer.interrupted
+        result["status"] = "interrupted" if interrupted else "failed"
+        result["error"] = f"{type(err).__name__}: {err}"
+        raise
+    finally:
+        if objects is not None:
+            result.update(summarize(cfg, objects))
+        result["wall_time_s"] = round(time.perf_counter() - started, 2)
+        write_result(result)
+    report_locations(result)
+    return result
+
+
+def evaluate_best(objects: RunObjects) -> dict[str, Any]:
+    """Test the best checkpoint (the current weights when there is none)."""
+    best = objects.checkpoint.best_model_path if objects.checkpoint is not None else ""
+    metrics = objects.trainer.test(objects.model, datamodule=objects.datamodule, ckpt_path=best or None)
+    return {**scalars(metrics[0] if metrics else {}), "checkpoint": best or None}
+
+
+def summarize(cfg: DictConfig, objects: RunObjects) -> dict[str, Any]:
+    history = objects.metrics.history
+    checkpoint = objects.checkpoint
+    monitor, mode = (checkpoint.monitor, checkpoint.mode) if checkpoint and checkpoint.monitor else ("val_loss", "min")
+    logger = objects.trainer.logger
+    return {
+        "epochs_run": objects.trainer.current_epoch,
+        "best": {"monitor": monitor, "mode": mode, **(best_epoch(history, monitor, mode) or {})},
+        "final": history[-1] if history else {},
+        **phase_summary(objects.fts, objects.model, objects.metrics.first_epoch),
+        "total_params": sum(p.numel() for p in objects.model.parameters()),
+        **checkpoint_summary(checkpoint, Path(cfg.paths.checkpoint_dir) / "last.ckpt"),
+        "tensorboard_dir": logger.log_dir if logger is not None else None,
+        "history": history,
+    }
+
+
+@rank_zero_only
+def print_config_tree(cfg: DictConfig, save_to: Path) -> None:
+    """Print the resolved config as a tree (top-level values first, then one branch per group) and save the same
+    text to ``save_to``."""
+    tree = Tree("config", guide_style="dim")
+    values = {key: value for key, value in cfg.items() if not OmegaConf.is_config(value)}
+    branches = {"(top level)": OmegaConf.create(values)} | {k: v for k, v in cfg.items() if OmegaConf.is_config(v)}
+    for key, node in branches.items():
+        text = OmegaConf.to_yaml(node, resolve=True).rstrip()
+        tree.add(f"[bold]{key}[/bold]").add(Syntax(text, "yaml", theme="ansi_dark", background_color="default"))
+    Console().print(tree)
+    with save_to.open("w") as file:
+        Console(file=file, width=120, color_system=None).print(tree)
+
+
+@rank_zero_only
+def write_result(result: dict[str, Any]) -> None:
+    write_json(Path(result["result_file"]), result)
+
+
+@rank_zero_only
+def report_locations(result: dict[str, Any]) -> None:
+    places = {
+        "run dir": result["run_dir"],
+        "result": result["result_file"],
+        "best ckpt": result.get("best_checkpoint"),
+        "last ckpt": result.get("last_checkpoint"),
+        "schedule": result.get("schedule_path"),
+        "tensorboard": f"tensorboard --logdir {result['tensorboard_dir']}" if result.get("tensorboard_dir") else None,
+    }
+    log.info("outputs:\n" + "\n".join(f"  {label:<12} {place}" for label, place in places.items() if place))

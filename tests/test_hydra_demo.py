@@ -1,0 +1,202 @@
+"""The Hydra experiment layer: every config option composes and builds, and `python -m ftexp` runs end to end.
+
+Compose-API tests build the objects in-process (no training). The `slow` tests train the tiny model on the synthetic
+task for a few short epochs, in a subprocess exactly as a user runs it, or in-process through `ftexp.train.run`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from hydra import compose, initialize_config_dir
+from hydra.errors import InstantiationException, MissingConfigException
+from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor
+from pytorch_lightning.loggers import TensorBoardLogger
+
+from ftexp import FinetuningScheduler, PhaseCheckpoint, PhaseEarlyStopping
+from ftexp.config import CONFIG_DIR
+from ftexp.data import PairClassificationDataModule
+from ftexp.models import SequenceClassifier
+from ftexp.schedule import load_schedule, resolve_schedule
+from ftexp.train import build, run
+
+GROUPS = ("model", "data", "schedule", "trainer", "logger", "experiment")
+# every option file of every group: a new option is tested as soon as it exists
+OPTIONS = sorted((group, path.stem) for group in GROUPS for path in (CONFIG_DIR / group).glob("*.yaml"))
+
+# a few short epochs: 4 training and 2 validation batches of a 256-example task
+QUICK = [
+    "trainer.max_epochs=8",
+    "trainer.limit_train_batches=4",
+    "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=2",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+    "trainer.num_sanity_val_steps=0",
+    "data.synthetic.n_train=256",
+    "data.synthetic.n_validation=64",
+    "data.synthetic.n_test=64",
+]
+
+
+def compose_config(tmp_path: Path, *overrides: str):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose("config", overrides=[f"paths.output_dir={tmp_path}", *overrides])
+
+
+def test_the_config_tree_has_every_group_of_this_slice():
+    assert {group for group, _ in OPTIONS} == set(GROUPS)
+    assert ("experiment", "demo") in OPTIONS
+    assert {option for group, option in OPTIONS if group == "schedule"} == {"nofts", "implicit", "explicit"}
+
+
+@pytest.mark.parametrize(("group", "option"), OPTIONS)
+def test_every_option_of_every_group_composes_and_builds_with_the_tiny_model(tmp_path, group, option):
+    cfg = compose_config(tmp_path, f"{group}={option}")
+    objects = build(cfg)
+
+    assert isinstance(objects.datamodule, PairClassificationDataModule)
+    assert isinstance(objects.model, SequenceClassifier)
+    assert objects.model.model.get_input_embeddings().num_embeddings == len(objects.datamodule.tokenizer)
+    assert isinstance(objects.trainer.logger, TensorBoardLogger)
+    assert Path(objects.trainer.logger.log_dir).parent == tmp_path
+    assert any(isinstance(cb, LearningRateMonitor) for cb in objects.trainer.callbacks)
+    assert objects.checkpoint is not None and Path(objects.checkpoint.dirpath) == tmp_path / "checkpoints"
+
+
+def test_without_a_logger_the_lr_monitor_is_left_out(tmp_path):
+    trainer = build(compose_config(tmp_path, "~logger")).trainer
+    assert trainer.logger is None
+    assert not any(isinstance(cb, LearningRateMonitor) for cb in trainer.callbacks)
+
+
+def test_nofts_trains_everything_from_the_start_with_plain_early_stopping(tmp_path):
+    callbacks = build(compose_config(tmp_path, "schedule=nofts")).trainer.callbacks
+    assert not any(isinstance(cb, FinetuningScheduler) for cb in callbacks)
+    stoppers = [cb for cb in callbacks if isinstance(cb, EarlyStopping)]
+    assert len(stoppers) == 1 and not isinstance(stoppers[0], PhaseEarlyStopping)
+
+
+@pytest.mark.parametrize("option", ["implicit", "explicit"])
+def test_scheduled_options_pair_the_scheduler_with_phase_aware_stopping_and_checkpointing(tmp_path, option):
+    objects = build(compose_config(tmp_path, f"schedule={option}"))
+    callbacks = objects.trainer.callbacks
+    assert objects.fts is not None
+    assert sum(isinstance(cb, PhaseEarlyStopping) for cb in callbacks) == 1
+    assert isinstance(objects.checkpoint, PhaseCheckpoint)
+    assert Path(objects.fts.log_dir) == tmp_path, "the resolved schedule is written to the run dir"
+
+
+def test_the_shipped_explicit_schedule_thaws_every_tiny_model_parameter_once_in_3_phases(tmp_path):
+    cfg = compose_config(tmp_path, "schedule=explicit")
+    path = Path(cfg.schedule.callbacks.fts.ft_schedule)
+    assert path.is_file(), "the schedule ships inside the package, found from any working directory"
+    model = build(cfg).model
+
+    schedule, never_thawed = resolve_schedule(load_schedule(path), [name for name, _ in model.named_parameters()])
+
+    assert len(schedule) == 3
+    assert never_thawed == []
+    assert schedule[0].params == (
+        "model.classifier.weight",
+        "model.classifier.bias",
+        "model.bert.pooler.dense.weight",
+        "model.bert.pooler.dense.bias",
+    )
+    assert schedule[2].new_lr_scheduler is not None, "phase 2 reinitializes the LR scheduler"
+
+
+def test_an_unknown_group_option_fails_at_composition_listing_the_available_ones(tmp_path):
+    with pytest.raises(MissingConfigException, match=r"schedule/gradual(.|\n)*explicit(.|\n)*implicit(.|\n)*nofts"):
+        compose_config(tmp_path, "schedule=gradual")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_that_fails_before_training_still_leaves_a_result_file_saying_why(tmp_path):
+    cfg = compose_config(tmp_path, "schedule=explicit", f"schedule.callbacks.fts.ft_schedule={tmp_path / 'none.yaml'}")
+    with pytest.raises(InstantiationException, match=r"(?s)schedule file does not exist.*schedule\.callbacks\.fts"):
+        run(cfg)
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["status"] == "failed"
+    assert "none.yaml" in result["error"] and "schedule file does not exist" in result["error"]
+
+
+def python_m_ftexp(cwd: Path, *overrides: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    return subprocess.run(
+        [sys.executable, "-m", "ftexp", *overrides],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("option", ["nofts", "implicit", "explicit"])
+def test_python_m_ftexp_runs_each_schedule_option_and_leaves_its_files_in_the_run_dir(tmp_path, option):
+    run_dir = tmp_path / "run"
+    done = python_m_ftexp(tmp_path, f"schedule={option}", f"hydra.run.dir={run_dir}", *QUICK)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    result = json.loads((run_dir / "result.json").read_text())
+    assert (result["scenario"], result["seed"], result["status"]) == (option, 42, "completed")
+    assert result["epochs_run"] == len(result["history"]) <= 8
+    assert {"val_loss", "val_acc", "train_loss"} <= set(result["final"])
+    assert result["best"]["val_loss"] == min(row["val_loss"] for row in result["history"])
+    assert {"test_loss", "test_acc"} <= set(result["test"])
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    assert (run_dir / ".hydra" / "config.yaml").is_file() and (run_dir / "config_tree.log").is_file()
+    assert not (tmp_path / "outputs").exists(), "nothing is written outside the run dir"
+
+    schedule_file = run_dir / "SequenceClassifier_ft_schedule.yaml"
+    total = result["total_params"]
+    if option == "nofts":
+        assert not schedule_file.exists()
+        assert result["trainable_params_per_phase"] == {"0": total}
+        return
+    resolved = yaml.safe_load(schedule_file.read_text())
+    assert len(resolved) == {"implicit": 5, "explicit": 3}[option]
+    per_phase = list(result["trainable_params_per_phase"].values())
+    assert per_phase == sorted(per_phase) and per_phase[-1] == total
+    depths = [phase["depth"] for phase in result["phases_run"]]
+    assert depths[0] == 0 and depths == list(range(len(depths)))
+    if option == "explicit":
+        # phase 0 ends by epoch 3 at the latest and phase 1 by epoch 6, so 8 epochs reach phase 2, whose new
+        # scheduler restarts every group at its initial lr: 1e-3 (phase 0, decay and no-decay), 5e-4 (phases 1, 2)
+        assert depths == [0, 1, 2]
+        assert result["transitions"][-1]["lrs"] == pytest.approx([1e-3, 1e-3, 5e-4, 5e-4, 5e-4, 5e-4])
+
+
+@pytest.mark.slow
+def test_an_unknown_override_fails_with_a_clear_message_and_touches_nothing(tmp_path):
+    done = python_m_ftexp(tmp_path, "trainer.max_epochz=3", f"hydra.run.dir={tmp_path / 'run'}")
+    assert done.returncode != 0
+    assert "Could not override 'trainer.max_epochz'" in done.stderr
+    assert "Key 'max_epochz' is not in struct" in done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_a_second_run_in_the_same_run_dir_resumes_from_last_ckpt(tmp_path):
+    threads = torch.get_num_threads()  # run() applies cpu_threads to this process
+    try:
+        first = run(compose_config(tmp_path, *QUICK, "trainer.max_epochs=2", "test=false"))
+        second = run(compose_config(tmp_path, *QUICK, "trainer.max_epochs=4", "test=false"))
+    finally:
+        torch.set_num_threads(threads)
+
+    assert first["resumed_from"] is None and first["epochs_run"] == 2
+    assert second["resumed_from"] == str(tmp_path / "checkpoints" / "last.ckpt")
+    assert second["epochs_run"] == 4
+    assert [row["epoch"] for row in second["history"]] == [2, 3], "only the epochs after the resume are trained"
+    assert json.loads((tmp_path / "result.json").read_text())["resumed_from"] == second["resumed_from"]
