@@ -63,6 +63,33 @@ class BestStateSnapshot:
             for name, value in (*self.tensors.items(), *self.stash.items()):
                 state[name].copy_(value, non_blocking=True)
 
+    def load_optimizer_state_into(self, optimizer: torch.optim.Optimizer) -> None:
+        """Load the optimizer state without sharing memory with the snapshot.
+
+        ``load_state_dict`` moves tensors to each parameter's device; on the CPU that is a no-op returning the same
+        tensor, and the next step would update the snapshot in place. Only such aliased tensors are cloned, so a
+        GPU run copies each tensor once (host to device) instead of twice.
+        """
+        optimizer.load_state_dict(self.optimizer_state)
+        ours = {t.data_ptr() for t in _tensors(self.optimizer_state)}
+        for state in optimizer.state.values():
+            for key, value in state.items():
+                if isinstance(value, torch.Tensor) and value.data_ptr() in ours:
+                    state[key] = value.clone()
+
     @property
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (*self.tensors.values(), *self.stash.values()))
+        """Bytes held: weights, buffers, stash, optimizer and scheduler state."""
+        held = (*self.tensors.values(), *self.stash.values(), *_tensors(self.optimizer_state))
+        held += tuple(_tensors(self.scheduler_states))
+        return sum(t.numel() * t.element_size() for t in held)
+
+
+def _tensors(obj: Any) -> list[torch.Tensor]:
+    if isinstance(obj, torch.Tensor):
+        return [obj]
+    if isinstance(obj, dict):
+        return [t for v in obj.values() for t in _tensors(v)]
+    if isinstance(obj, list | tuple):
+        return [t for v in obj for t in _tensors(v)]
+    return []

@@ -531,7 +531,7 @@ class FinetuningScheduler(Callback):
         schedulers = [c.scheduler for c in trainer.lr_scheduler_configs]
         if use_memory:
             source.load_weights_into(pl_module)
-            optimizer.load_state_dict(copy.deepcopy(source.optimizer_state))
+            source.load_optimizer_state_into(optimizer)
             states = copy.deepcopy(source.scheduler_states)
         else:
             pl_module.load_state_dict(checkpoint["state_dict"])
