@@ -7,7 +7,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
 
-from ftexp import FinetuningScheduler
+from ftexp import FinetuningScheduler, PhaseEarlyStopping
 from tests.tiny_models import TinyModule, bn_convnet, trainer
 
 
@@ -162,3 +162,38 @@ def test_new_optimizer_replaces_the_optimizer_over_the_same_groups(tmp_path):
     assert isinstance(optimizer, torch.optim.SGD) and optimizer.defaults["momentum"] == 0.9
     assert len(optimizer.param_groups) == 2
     assert run.lr_scheduler_configs[0].scheduler.optimizer is optimizer
+
+
+@pytest.mark.parametrize(("use_current", "expected_base"), [(False, 1e-2), (True, 5e-3)])
+def test_reinitialized_scheduler_restarts_from_initial_or_current_lrs(tmp_path, use_current, expected_base):
+    """Phase 0 runs one epoch under StepLR(gamma=0.5): its group is at 5e-3 when phase 1 begins. By default a new
+    scheduler restarts every group from its initial lr; use_current_optimizer_pg_lrs keeps the current one."""
+    reinit = {
+        "lr_scheduler_init": {"class_path": "torch.optim.lr_scheduler.ExponentialLR", "init_args": {"gamma": 0.9}},
+        "use_current_optimizer_pg_lrs": use_current,
+    }
+    fts = FinetuningScheduler(two_phases(new_lr_scheduler=reinit), restore_best=False, epoch_transitions_only=True)
+    run = trainer(tmp_path, [fts], max_epochs=2)
+    run.fit(TinyModule(lr=1e-2, scheduler="step"))
+    assert run.lr_scheduler_configs[0].scheduler.base_lrs == pytest.approx([expected_base, 1e-3])
+
+
+def test_implicit_reinit_optim_cfg_builds_a_new_optimizer_at_every_transition(tmp_path):
+    optimizers = []
+
+    class RecordOptimizer(Callback):
+        def on_train_epoch_start(self, trainer, pl_module):
+            optimizers.append(trainer.optimizers[0])
+
+    fts = FinetuningScheduler(
+        restore_best=False,
+        max_phases=3,
+        reinit_optim_cfg={"optimizer_init": {"class_path": "torch.optim.SGD", "init_args": {"momentum": 0.5}}},
+    )
+    stopper = PhaseEarlyStopping(min_delta=1.0, patience=1)
+    trainer(tmp_path, [fts, RecordOptimizer(), stopper], max_epochs=8).fit(TinyModule())
+    assert fts.curr_depth == 2
+    assert isinstance(optimizers[0], torch.optim.AdamW)
+    distinct = {id(o) for o in optimizers}
+    assert len(distinct) == 3, "one optimizer per phase"
+    assert all(isinstance(o, torch.optim.SGD) and o.defaults["momentum"] == 0.5 for o in optimizers[-1:])
