@@ -522,13 +522,6 @@ class InstrumentedScheduler(FinetuningScheduler):
                 {
                     "snapshot_depth": snapshot.depth if snapshot is not None else None,
                     "snapshot_nbytes": snapshot.nbytes if snapshot is not None else None,
-                    "snapshot_total_bytes": (
-                        snapshot.nbytes
-                        + nested_tensor_bytes(snapshot.optimizer_state)
-                        + nested_tensor_bytes(snapshot.scheduler_states)
-                        if snapshot is not None
-                        else None
-                    ),
                     "checkpoint_bytes": os.path.getsize(path) if path and os.path.isfile(path) else None,
                 }
             )
@@ -587,13 +580,6 @@ def transition_arm(template: nn.Module, train: TensorDataset, val: TensorDataset
             "after_fit": {
                 "snapshot_depth": snapshot.depth if snapshot is not None else None,
                 "snapshot_nbytes": snapshot.nbytes if snapshot is not None else None,
-                "snapshot_total_bytes": (
-                    snapshot.nbytes
-                    + nested_tensor_bytes(snapshot.optimizer_state)
-                    + nested_tensor_bytes(snapshot.scheduler_states)
-                    if snapshot is not None
-                    else None
-                ),
                 "checkpoint_bytes": (
                     os.path.getsize(checkpoint.best_model_path) if checkpoint.best_model_path else None
                 ),
@@ -770,10 +756,6 @@ def report_rows(thr: dict[str, Any], trans: dict[str, Any], gen: dict[str, Any])
         Row("3  snapshot.nbytes after fit", f"{snap:,} B" if snap else "n/a"),
         Row("3  best checkpoint file after fit", f"{ckpt:,} B" if ckpt else "n/a"),
         Row("3  snapshot.nbytes / ckpt file after fit", f"{snap / ckpt:.3f}" if snap and ckpt else "n/a"),
-        Row(
-            "3  (snapshot incl. optimizer state / ckpt file after fit)",
-            f"{after['snapshot_total_bytes'] / ckpt:.3f}" if snap and ckpt else "n/a",
-        ),
         Row("4  build deberta-v3-large on meta (s)", f"{gen['build_meta_s']:.2f}"),
         Row(
             f"4  generate_schedule blocks, {blocks['phases']} phases (s)",
@@ -841,8 +823,8 @@ def main() -> int:
     )
     for s in trans["restore_sources_memory"]:
         print(
-            f"  restore of depth {s['snapshot_depth']}: snapshot {s['snapshot_nbytes']:,} B (with optimizer/scheduler "
-            f"state {s['snapshot_total_bytes']:,} B), checkpoint file {s['checkpoint_bytes']:,} B"
+            f"  restore of depth {s['snapshot_depth']}: snapshot {s['snapshot_nbytes']:,} B (weights, buffers, "
+            f"optimizer and scheduler state), checkpoint file {s['checkpoint_bytes']:,} B"
         )
     print(f"memory vs disk restore, max |final weight difference|: {trans['memory_vs_disk_final_weight_maxdiff']:.3g}")
     print(
