@@ -115,16 +115,7 @@ def check_lr_scheduler_spec(
             key=f"{key}.init_pg_lrs",
             value=list(spec.init_pg_lrs),
         )
-    try:
-        cls(_dummy_optimizer(n_groups), **spec.lr_scheduler_init.init_args)
-    except Exception as err:  # any constructor failure is a configuration error the user must see
-        raise ScheduleError(
-            f"{cls.__name__} rejected these arguments ({type(err).__name__}: {err})",
-            source=source,
-            phase=phase,
-            key=f"{init_key}.init_args",
-            value=spec.lr_scheduler_init.init_args,
-        ) from err
+    _trial_build(cls, _dummy_optimizer(n_groups), spec.lr_scheduler_init, source=source, phase=phase, key=init_key)
 
 
 def check_optimizer_spec(spec: OptimizerSpec, n_groups: int, *, source: str, phase: int | None, key: str) -> None:
@@ -138,15 +129,21 @@ def check_optimizer_spec(spec: OptimizerSpec, n_groups: int, *, source: str, pha
             key=f"{init_key}.class_path",
             value=spec.optimizer_init.class_path,
         )
+    groups = _dummy_optimizer(n_groups).param_groups
+    _trial_build(cls, groups, spec.optimizer_init, source=source, phase=phase, key=init_key)
+
+
+def _trial_build(cls: type, first_arg: object, spec: ClassSpec, *, source: str, phase: int | None, key: str) -> None:
+    """Construct ``cls(first_arg, **init_args)`` once, turning any failure into an error that names the key."""
     try:
-        cls(_dummy_optimizer(n_groups).param_groups, **spec.optimizer_init.init_args)
+        cls(first_arg, **spec.init_args)
     except Exception as err:  # any constructor failure is a configuration error the user must see
         raise ScheduleError(
             f"{cls.__name__} rejected these arguments ({type(err).__name__}: {err})",
             source=source,
             phase=phase,
-            key=f"{init_key}.init_args",
-            value=spec.optimizer_init.init_args,
+            key=f"{key}.init_args",
+            value=spec.init_args,
         ) from err
 
 
