@@ -1,7 +1,29 @@
-"""ftexp: scheduled fine-tuning experiments on PyTorch Lightning."""
+"""ftexp: scheduled fine-tuning experiments on PyTorch Lightning.
 
-from ftexp.callbacks import DEPTH_METRIC, FinetuningScheduler, PhaseCheckpoint, PhaseEarlyStopping
-from ftexp.schedule import Schedule, ScheduleError, generate_schedule, load_schedule
+The public names are imported on first use, so that ``python -m ftexp`` can report a mistyped config group or key
+within a second instead of after loading PyTorch Lightning and transformers.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ftexp.callbacks import DEPTH_METRIC, FinetuningScheduler, PhaseCheckpoint, PhaseEarlyStopping
+    from ftexp.schedule import Schedule, ScheduleError, generate_schedule, load_schedule, presets
+
+_EXPORTS = {
+    "DEPTH_METRIC": "ftexp.callbacks",
+    "FinetuningScheduler": "ftexp.callbacks",
+    "PhaseCheckpoint": "ftexp.callbacks",
+    "PhaseEarlyStopping": "ftexp.callbacks",
+    "Schedule": "ftexp.schedule",
+    "ScheduleError": "ftexp.schedule",
+    "generate_schedule": "ftexp.schedule",
+    "load_schedule": "ftexp.schedule",
+    "presets": "ftexp.schedule",
+}
 
 __all__ = [
     "DEPTH_METRIC",
@@ -12,5 +34,18 @@ __all__ = [
     "ScheduleError",
     "generate_schedule",
     "load_schedule",
+    "presets",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'ftexp' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

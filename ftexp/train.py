@@ -31,7 +31,9 @@ from rich.syntax import Syntax
 from rich.tree import Tree
 
 from ftexp.callbacks import FinetuningScheduler
+from ftexp.conf_schema import scheduler_node, validate_config
 from ftexp.config import instantiate
+from ftexp.dry_run import RunSchedule, dry_run, model_inputs, resolve_run_schedule
 from ftexp.results import EpochMetrics, best_epoch, checkpoint_summary, phase_summary, scalars, write_json
 
 log = logging.getLogger(__name__)
@@ -51,18 +53,20 @@ class RunObjects:
 
 def build(cfg: DictConfig) -> RunObjects:
     """Instantiate datamodule, model, callbacks, logger and trainer. The model takes its label count and
-    vocabulary from the datamodule's task and tokenizer."""
+    vocabulary from the datamodule's task and tokenizer. The schedule is resolved against the model before any
+    callback, logger or trainer exists, so a schedule that does not fit fails first
+    (:class:`ftexp.conf_schema.ConfigError`)."""
     datamodule = instantiate(cfg.data)
-    tokenizer = datamodule.tokenizer
-    model = instantiate(
-        cfg.model,
-        num_labels=datamodule.num_labels,
-        vocab_size=len(tokenizer),
-        pad_token_id=tokenizer.pad_token_id,
-    )
+    model = instantiate(cfg.model, **model_inputs(datamodule))
+    run_schedule = resolve_run_schedule(cfg, model)
     logger: Logger | None = instantiate(cfg.logger) if cfg.get("logger") else None
     callbacks: list[Callback] = [
-        instantiate(node) for group in (cfg.schedule.callbacks, cfg.callbacks) for node in group.values() if node
+        build_scheduler(cfg, run_schedule)
+        if run_schedule is not None and node is scheduler_node(cfg)
+        else instantiate(node)
+        for group in (cfg.schedule.callbacks, cfg.callbacks)
+        for node in group.values()
+        if node
     ]
     if logger is None and any(isinstance(cb, LearningRateMonitor) for cb in callbacks):
         log.info("no logger configured: LearningRateMonitor left out (it has nowhere to write)")
@@ -73,6 +77,21 @@ def build(cfg: DictConfig) -> RunObjects:
     fts = next((cb for cb in callbacks if isinstance(cb, FinetuningScheduler)), None)
     checkpoint = next((cb for cb in callbacks if isinstance(cb, ModelCheckpoint) and cb.monitor), None)
     return RunObjects(datamodule, model, trainer, metrics, fts, checkpoint)
+
+
+def build_scheduler(cfg: DictConfig, run_schedule: RunSchedule) -> FinetuningScheduler:
+    """The schedule group's FinetuningScheduler with the schedule resolved for this model (a preset built, the LR
+    schedulers that lr_reinit=none drops removed) and lr_reinit=implicit's ``reinit_lr_cfg``."""
+    node = OmegaConf.to_container(scheduler_node(cfg), resolve=True)
+    node["ft_schedule"] = run_schedule.argument
+    if cfg.lr_reinit.name == "implicit":
+        node["reinit_lr_cfg"] = OmegaConf.to_container(cfg.lr_reinit.reinit_lr_cfg, resolve=True)
+    if run_schedule.dropped_lr_schedulers:
+        log.info(
+            f"lr_reinit=none: the new_lr_scheduler of phase(s) {run_schedule.dropped_lr_schedulers} in "
+            f"{run_schedule.source} is not used"
+        )
+    return instantiate(node)
 
 
 def resume_path(cfg: DictConfig) -> str | None:
@@ -86,18 +105,22 @@ def resume_path(cfg: DictConfig) -> str | None:
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Train (and test) one configuration; returns what it writes to ``<run_dir>/result.json``.
 
-    The file is written however the run ends, with ``status`` completed, interrupted or failed (and the error), so
-    that every job of a sweep leaves one.
+    The config is validated (:func:`ftexp.conf_schema.validate_config`) and the schedule resolved against the model
+    before any callback, logger or trainer is built. The file is written however the run ends, with ``status``
+    completed, interrupted or failed (and the error), so that every job of a sweep leaves one; but a start that fails
+    never overwrites the ``result.json`` an earlier attempt left in the same run dir. With ``dry_run=true`` it prints
+    the phase plan instead (:func:`ftexp.dry_run.dry_run`) and writes nothing.
     """
+    if cfg.get("dry_run"):
+        return dry_run(cfg)
     started = time.perf_counter()
     run_dir = Path(cfg.paths.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    print_config_tree(cfg, run_dir / "config_tree.log")
+    earlier_result = (run_dir / "result.json").is_file()
     ckpt_path = resume_path(cfg)
     result: dict[str, Any] = {
-        "name": cfg.name,
-        "scenario": cfg.schedule.name,
-        "seed": cfg.seed,
+        "name": OmegaConf.select(cfg, "name", throw_on_resolution_failure=False),
+        "scenario": OmegaConf.select(cfg, "schedule.name", throw_on_resolution_failure=False),
+        "seed": OmegaConf.select(cfg, "seed", throw_on_resolution_failure=False),
         "status": "failed",
         "resumed_from": ckpt_path,
         "run_dir": str(run_dir),
@@ -105,10 +128,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     }
     objects = None
     try:
+        validate_config(cfg)
         if cfg.get("cpu_threads"):
             torch.set_num_threads(cfg.cpu_threads)
         pl.seed_everything(cfg.seed, workers=True)
         objects = build(cfg)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        print_config_tree(cfg, run_dir / "config_tree.log")
         if ckpt_path:
             log.info(f"resuming from {ckpt_path}")
         objects.trainer.fit(objects.model, datamodule=objects.datamodule, ckpt_path=ckpt_path)
@@ -124,7 +150,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         if objects is not None:
             result.update(summarize(cfg, objects))
         result["wall_time_s"] = round(time.perf_counter() - started, 2)
-        write_result(result)
+        if objects is not None or not earlier_result:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            write_result(result)
     report_locations(result)
     return result
 

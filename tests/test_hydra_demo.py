@@ -2,6 +2,9 @@
 
 Compose-API tests build the objects in-process (no training). The `slow` tests train the tiny model on the synthetic
 task for a few short epochs, in a subprocess exactly as a user runs it, or in-process through `ftexp.train.run`.
+The pretrained model, SuperGLUE data and experiment options are built in tests/test_models_configs.py and
+tests/test_data_configs.py; the GPU hardware options build only where there are GPUs (else they compose and
+validate).
 """
 
 from __future__ import annotations
@@ -16,20 +19,31 @@ import pytest
 import torch
 import yaml
 from hydra import compose, initialize_config_dir
-from hydra.errors import InstantiationException, MissingConfigException
+from hydra.errors import MissingConfigException
 from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from ftexp import FinetuningScheduler, PhaseCheckpoint, PhaseEarlyStopping
+from ftexp.conf_schema import ConfigError, validate_config
 from ftexp.config import CONFIG_DIR
 from ftexp.data import PairClassificationDataModule
 from ftexp.models import SequenceClassifier
 from ftexp.schedule import load_schedule, resolve_schedule
 from ftexp.train import build, run
 
-GROUPS = ("model", "data", "schedule", "trainer", "logger", "experiment")
-# every option file of every group: a new option is tested as soon as it exists
+GROUPS = ("model", "data", "schedule", "lr_reinit", "trainer", "logger", "experiment", "strategy", "hardware", "debug")
+# every option of every group: a new option is tested as soon as it exists (the pretrained models, SuperGLUE data
+# and their experiments need local stand-ins: tests/test_models_configs.py, tests/test_data_configs.py)
 OPTIONS = sorted((group, path.stem) for group in GROUPS for path in (CONFIG_DIR / group).glob("*.yaml"))
+OFFLINE_OPTIONS = [
+    (group, option)
+    for group, option in OPTIONS
+    if (group, option) in {("model", "tiny"), ("data", "synthetic"), ("experiment", "demo")}
+    or group not in ("model", "data", "experiment")
+]
+# options that only work together with another choice
+COMPANIONS = {("lr_reinit", "implicit"): ["schedule=implicit"]}
+GPUS_NEEDED = {"gpu": 1, "gpus": 2, "slurm": 1}
 
 # a few short epochs: 4 training and 2 validation batches of a 256-example task
 QUICK = [
@@ -54,19 +68,35 @@ def compose_config(tmp_path: Path, *overrides: str):
 def test_the_config_tree_has_every_group_of_this_slice():
     assert {group for group, _ in OPTIONS} == set(GROUPS)
     assert ("experiment", "demo") in OPTIONS
-    assert {option for group, option in OPTIONS if group == "schedule"} == {"nofts", "implicit", "explicit"}
+    assert {option for group, option in OPTIONS if group == "schedule"} == {
+        "nofts",
+        "implicit",
+        "explicit",
+        "freeze",
+        "freeze_unfreeze",
+        "unfreeze_milestones",
+        "backbone",
+    }
+    assert {option for group, option in OPTIONS if group == "lr_reinit"} == {"none", "explicit", "implicit"}
+    assert {option for group, option in OPTIONS if group == "strategy"} == {"auto", "ddp", "ddp_spawn"}
+    assert {option for group, option in OPTIONS if group == "hardware"} == {"cpu", "gpu", "gpus", "slurm"}
+    assert {option for group, option in OPTIONS if group == "debug"} == {"fast_dev_run", "limit", "overfit"}
 
 
-@pytest.mark.parametrize(("group", "option"), OPTIONS)
+@pytest.mark.parametrize(("group", "option"), OFFLINE_OPTIONS)
 def test_every_option_of_every_group_composes_and_builds_with_the_tiny_model(tmp_path, group, option):
-    cfg = compose_config(tmp_path, f"{group}={option}")
+    cfg = compose_config(tmp_path, f"{group}={option}", *COMPANIONS.get((group, option), []))
+    validate_config(cfg)
+    if group == "hardware" and torch.cuda.device_count() < GPUS_NEEDED.get(option, 0):
+        assert cfg.trainer.accelerator == "gpu"
+        pytest.skip(f"hardware={option} composes and validates; building its Trainer needs GPUs")
     objects = build(cfg)
 
     assert isinstance(objects.datamodule, PairClassificationDataModule)
     assert isinstance(objects.model, SequenceClassifier)
     assert objects.model.model.get_input_embeddings().num_embeddings == len(objects.datamodule.tokenizer)
-    assert isinstance(objects.trainer.logger, TensorBoardLogger)
-    assert Path(objects.trainer.logger.log_dir).parent == tmp_path
+    assert isinstance(objects.trainer.logger, TensorBoardLogger) or cfg.trainer.get("fast_dev_run")
+    assert Path(cfg.logger.save_dir) == tmp_path
     assert any(isinstance(cb, LearningRateMonitor) for cb in objects.trainer.callbacks)
     assert objects.checkpoint is not None and Path(objects.checkpoint.dirpath) == tmp_path / "checkpoints"
 
@@ -84,12 +114,17 @@ def test_nofts_trains_everything_from_the_start_with_plain_early_stopping(tmp_pa
     assert len(stoppers) == 1 and not isinstance(stoppers[0], PhaseEarlyStopping)
 
 
-@pytest.mark.parametrize("option", ["implicit", "explicit"])
+@pytest.mark.parametrize(
+    "option", ["implicit", "explicit", "freeze", "freeze_unfreeze", "unfreeze_milestones", "backbone"]
+)
 def test_scheduled_options_pair_the_scheduler_with_phase_aware_stopping_and_checkpointing(tmp_path, option):
     objects = build(compose_config(tmp_path, f"schedule={option}"))
     callbacks = objects.trainer.callbacks
     assert objects.fts is not None
-    assert sum(isinstance(cb, PhaseEarlyStopping) for cb in callbacks) == 1
+    # the presets with several phases end them at set epochs, as Flash and Lightning do: no early stopping
+    by_epoch = option in ("freeze_unfreeze", "unfreeze_milestones", "backbone")
+    assert objects.fts.epoch_transitions_only == by_epoch
+    assert sum(isinstance(cb, PhaseEarlyStopping) for cb in callbacks) == (0 if by_epoch else 1)
     assert isinstance(objects.checkpoint, PhaseCheckpoint)
     assert Path(objects.fts.log_dir) == tmp_path, "the resolved schedule is written to the run dir"
 
@@ -121,11 +156,22 @@ def test_an_unknown_group_option_fails_at_composition_listing_the_available_ones
 
 def test_a_run_that_fails_before_training_still_leaves_a_result_file_saying_why(tmp_path):
     cfg = compose_config(tmp_path, "schedule=explicit", f"schedule.callbacks.fts.ft_schedule={tmp_path / 'none.yaml'}")
-    with pytest.raises(InstantiationException, match=r"(?s)schedule file does not exist.*schedule\.callbacks\.fts"):
+    with pytest.raises(ConfigError, match=r"schedule\.callbacks\.fts\.ft_schedule: schedule file does not exist"):
         run(cfg)
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["status"] == "failed"
     assert "none.yaml" in result["error"] and "schedule file does not exist" in result["error"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["result.json"], "nothing else is written"
+
+
+def test_a_failed_start_in_an_earlier_run_dir_leaves_its_result_file_alone(tmp_path):
+    earlier = tmp_path / "result.json"
+    earlier.write_text('{"status": "completed"}\n')
+    cfg = compose_config(tmp_path, "schedule=explicit", f"schedule.callbacks.fts.ft_schedule={tmp_path / 'none.yaml'}")
+    with pytest.raises(ConfigError):
+        run(cfg)
+    assert earlier.read_text() == '{"status": "completed"}\n'
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["result.json"]
 
 
 def python_m_ftexp(cwd: Path, *overrides: str) -> subprocess.CompletedProcess:
@@ -182,7 +228,7 @@ def test_an_unknown_override_fails_with_a_clear_message_and_touches_nothing(tmp_
     done = python_m_ftexp(tmp_path, "trainer.max_epochz=3", f"hydra.run.dir={tmp_path / 'run'}")
     assert done.returncode != 0
     assert "Could not override 'trainer.max_epochz'" in done.stderr
-    assert "Key 'max_epochz' is not in struct" in done.stderr
+    assert "unknown key trainer.max_epochz, did you mean max_epochs?" in done.stderr
     assert list(tmp_path.iterdir()) == []
 
 

@@ -1,13 +1,13 @@
-"""``PairClassificationDataModule``: sentence-pair classification (RTE-style) from the synthetic task or the hub.
+"""``PairClassificationDataModule``: sentence-pair classification (RTE-style) from the synthetic task, the hub or a
+local copy.
 
-Every source ends up as the same thing: per split, two text columns and an integer label, tokenized as a pair
-and padded per batch to the longest example.
+Every source ends up as the same thing: per split, two text columns and an integer label (see
+:mod:`ftexp.data.tasks`), tokenized as a pair and padded per batch to the longest example.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytorch_lightning as pl
@@ -15,42 +15,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from ftexp.data.synthetic import LABEL_NAMES, SPLITS, SyntheticPairs, build_tokenizer
-from ftexp.hub import HubUnavailableError, require_hub, unavailable_message
-
-
-@dataclass(frozen=True)
-class PairTask:
-    """Where a task's data lives and how its columns are named. ``splits`` maps our split to the source split:
-    SuperGLUE hides its test labels, so ``test`` reads the validation split there."""
-
-    text_fields: tuple[str, str]
-    label_field: str
-    label_names: tuple[str, ...]
-    hub_path: str | None = None
-    hub_name: str | None = None
-    splits: Mapping[str, str] = field(default_factory=lambda: {split: split for split in SPLITS})
-
-
-TASKS: dict[str, PairTask] = {
-    "synthetic": PairTask(("premise", "hypothesis"), "label", LABEL_NAMES),
-    "rte": PairTask(
-        ("premise", "hypothesis"),
-        "label",
-        ("entailment", "not_entailment"),
-        hub_path="aps/super_glue",
-        hub_name="rte",
-        splits={"train": "train", "validation": "validation", "test": "validation"},
-    ),
-    "boolq": PairTask(
-        ("question", "passage"),
-        "label",
-        ("False", "True"),
-        hub_path="aps/super_glue",
-        hub_name="boolq",
-        splits={"train": "train", "validation": "validation", "test": "validation"},
-    ),
-}
+from ftexp.data.synthetic import SPLITS, SyntheticPairs, build_tokenizer
+from ftexp.data.tasks import TASKS, load_task_columns
+from ftexp.hub import HubUnavailableError, require_hub, resolve_pretrained, unavailable_message
 
 
 class EncodedPairs(Dataset):
@@ -91,13 +58,15 @@ class PairClassificationDataModule(pl.LightningDataModule):
 
     Args:
         task: ``synthetic`` (generated offline), ``rte`` or ``boolq`` (SuperGLUE, from the hub or a local copy).
-        tokenizer: a hub id or local directory for ``AutoTokenizer``; ``None`` builds the synthetic task's own
-            word-level tokenizer (synthetic task only).
+        tokenizer: a hub id, local directory or ``pkg://<package>/<folder>`` for ``AutoTokenizer`` (the configs
+            default it to the model's ``pretrained``, so model and data share one tokenizer); ``None`` builds the
+            synthetic task's own word-level tokenizer (synthetic task only).
         max_seq_length: pairs are truncated to this many tokens (longest segment first).
         synthetic: arguments of :class:`~ftexp.data.synthetic.SyntheticPairs` (sizes and data seed).
         dataset_path / dataset_name: override the task's ``load_dataset`` arguments, e.g. a local folder of
             parquet/json/csv files.
-        data_dir: a folder written by ``DatasetDict.save_to_disk``; read with ``load_from_disk``, no hub access.
+        data_dir: a local copy, no hub access: ``train``/``validation``/``test`` files (``.jsonl``, ``.json`` or
+            ``.csv``) in the task's schema, or a folder written by ``DatasetDict.save_to_disk``.
 
     Example::
 
@@ -123,7 +92,10 @@ class PairClassificationDataModule(pl.LightningDataModule):
         if task not in TASKS:
             raise ValueError(f"data.task: unknown task {task!r}; known tasks: {', '.join(TASKS)}")
         if task != "synthetic" and tokenizer is None:
-            raise ValueError(f"data.tokenizer: task {task!r} needs a tokenizer (usually the model's pretrained id)")
+            raise ValueError(
+                f"data.tokenizer: task {task!r} needs a pretrained tokenizer; a model with `pretrained` (e.g. "
+                "model=minilm) provides its own, or set data.tokenizer=<hub id or local directory>"
+            )
         if synthetic is not None and task != "synthetic":
             raise ValueError(f"data.synthetic: only used by the synthetic task, not by {task!r}")
         self.task_name = task
@@ -148,15 +120,19 @@ class PairClassificationDataModule(pl.LightningDataModule):
         if self.tokenizer_source is None:
             return build_tokenizer(self.max_seq_length)
         what = f"tokenizer {self.tokenizer_source!r}"
-        hint = "Point data.tokenizer at a local directory holding the tokenizer files."
-        require_hub(self.tokenizer_source, what, hint)
+        hint = (
+            "Point data.tokenizer at a local directory holding the tokenizer files; the configs default it to "
+            "model.pretrained, so a local model.pretrained directory with its tokenizer moves both."
+        )
+        source = resolve_pretrained(self.tokenizer_source)
+        require_hub(source, what, hint)
         try:
-            return AutoTokenizer.from_pretrained(self.tokenizer_source)
+            return AutoTokenizer.from_pretrained(source)
         except OSError as err:
             raise HubUnavailableError(unavailable_message(what, str(err), hint)) from err
 
     def prepare_data(self) -> None:
-        if self.synthetic is None:
+        if self.synthetic is None and self.data_dir is None:
             self._load_columns()  # download once, on one process; setup() then reads the cache
 
     def setup(self, stage: str | None = None) -> None:
@@ -173,20 +149,15 @@ class PairClassificationDataModule(pl.LightningDataModule):
 
     def _load_columns(self) -> dict[str, dict[str, list]]:
         """The text and label columns of each split, as lists."""
-        columns = (*self.task.text_fields, self.task.label_field)
-        if self.synthetic is not None:
-            examples = {split: self.synthetic.split(split) for split in SPLITS}
-            return {
-                split: {column: [getattr(example, column) for example in examples[split]] for column in columns}
-                for split in SPLITS
-            }
-        path = self.dataset_path or self.task.hub_path
-        # a local dataset_path has no hub config name unless one is given
-        name = self.dataset_name if self.dataset_name is not None or self.dataset_path else self.task.hub_name
-        dataset = load_hub_dataset(self.task_name, path, name, self.data_dir)
+        if self.synthetic is None:
+            return load_task_columns(
+                self.task_name, dataset_path=self.dataset_path, dataset_name=self.dataset_name, data_dir=self.data_dir
+            )
+        columns = self.task.columns
+        examples = {split: self.synthetic.split(split) for split in SPLITS}
         return {
-            ours: {column: list(dataset[theirs][column]) for column in columns}
-            for ours, theirs in self.task.splits.items()
+            split: {column: [getattr(example, column) for example in examples[split]] for column in columns}
+            for split in SPLITS
         }
 
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
@@ -209,25 +180,3 @@ class PairClassificationDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", self.eval_batch_size, shuffle=False)
-
-
-def load_hub_dataset(task: str, path: str | None, name: str | None, data_dir: str | None) -> Any:
-    """``load_from_disk(data_dir)`` when given, else ``load_dataset(path, name)``; an unreachable hub fails in
-    seconds with instructions for using a local copy."""
-    import datasets  # heavy, and only needed off the synthetic path
-
-    if data_dir is not None:
-        return datasets.load_from_disk(data_dir)
-    if path is None:
-        raise ValueError(f"data.dataset_path: task {task!r} has no default source; set data.dataset_path")
-    what = f"dataset {path!r}" + (f" (config {name!r})" if name else "") + f" for task {task!r}"
-    hint = (
-        "Point the config at a local copy instead:\n"
-        f"  data.data_dir=/path/to/{task}        a folder written by DatasetDict.save_to_disk\n"
-        "  data.dataset_path=/path/to/folder   a folder of parquet/json/csv files with train and validation splits"
-    )
-    require_hub(path, what, hint)
-    try:
-        return datasets.load_dataset(path, name)
-    except (ConnectionError, FileNotFoundError) as err:
-        raise HubUnavailableError(unavailable_message(what, str(err), hint)) from err

@@ -10,7 +10,7 @@ import pytorch_lightning as pl
 import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, PreTrainedModel
 
-from ftexp.hub import HubUnavailableError, require_hub, unavailable_message
+from ftexp.hub import HubUnavailableError, require_hub, resolve_pretrained, unavailable_message
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 LRSchedulerFactory = Callable[[torch.optim.Optimizer], Any]
@@ -21,7 +21,8 @@ class SequenceClassifier(pl.LightningModule):
     and therefore schedule patterns, start with ``model.``).
 
     Args:
-        pretrained: a hub id or local directory for ``from_pretrained``; or
+        pretrained: a hub id, a local directory or ``pkg://<package>/<folder>`` (a model directory inside an
+            installed package, see :func:`ftexp.hub.resolve_pretrained`) for ``from_pretrained``; or
         backbone: ``AutoConfig.for_model`` arguments (``model_type`` plus sizes) for a randomly initialized model.
         num_labels: classes of the task (the datamodule knows).
         vocab_size / pad_token_id: from the tokenizer; they size the embeddings of a ``backbone`` model.
@@ -122,9 +123,10 @@ def build_backbone(
         return AutoModelForSequenceClassification.from_config(config)
     what = f"model {pretrained!r}"
     hint = "Point model.pretrained at a local directory written by save_pretrained."
-    require_hub(pretrained, what, hint)
+    source = resolve_pretrained(pretrained)
+    require_hub(source, what, hint)
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(pretrained, num_labels=num_labels)
+        model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=num_labels)
     except OSError as err:
         raise HubUnavailableError(unavailable_message(what, str(err), hint)) from err
     embeddings = model.get_input_embeddings().num_embeddings

@@ -1,5 +1,7 @@
-"""Pure schedule logic: data model, YAML I/O, parsing and resolution, directive checks, implicit generators."""
+"""Pure schedule logic: data model, YAML I/O, parsing and resolution, directive checks, implicit generators,
+presets."""
 
+from ftexp.schedule import presets
 from ftexp.schedule.errors import ScheduleError
 from ftexp.schedule.implicit import generate_schedule
 from ftexp.schedule.model import ClassSpec, LRSchedulerSpec, OptimizerSpec, Phase, Schedule
@@ -35,6 +37,7 @@ __all__ = [
     "parse_lr_scheduler_spec",
     "parse_optimizer_spec",
     "parse_schedule",
+    "presets",
     "resolve_schedule",
     "split_no_decay",
 ]

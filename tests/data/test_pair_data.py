@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from ftexp.data import PairClassificationDataModule, SyntheticPairs, build_tokenizer
-from ftexp.data.datamodule import load_hub_dataset
 from ftexp.data.synthetic import CATEGORIES, CATEGORY_OF
+from ftexp.data.tasks import load_hub_dataset
 from ftexp.hub import HubUnavailableError
 
 
@@ -59,7 +59,7 @@ def test_batches_are_padded_to_their_longest_pair_and_carry_labels():
 def test_configuration_mistakes_are_reported_before_any_data_is_loaded():
     with pytest.raises(ValueError, match="unknown task 'mnli'"):
         PairClassificationDataModule(task="mnli")
-    with pytest.raises(ValueError, match="needs a tokenizer"):
+    with pytest.raises(ValueError, match="needs a pretrained tokenizer"):
         PairClassificationDataModule(task="rte")
 
 
@@ -70,4 +70,4 @@ def test_an_unreachable_hub_fails_at_once_and_says_how_to_use_a_local_copy(monke
     with pytest.raises(
         HubUnavailableError, match=r"(?s)'aps/super_glue'.*unreachable.*data\.data_dir=.*HF_HUB_OFFLINE"
     ):
-        load_hub_dataset("rte", "aps/super_glue", "rte", data_dir=None)
+        load_hub_dataset("rte", "aps/super_glue", "rte")

