@@ -112,6 +112,7 @@ class RunSchema:
     callbacks: dict[str, Instantiable | None]
     logger: Instantiable | None = None
     hardware: HardwareSchema | None = None
+    explicit_schedule: str | None = None  # set by each model option: its shipped schedule
 
 
 def validate_config(cfg: DictConfig) -> None:

@@ -180,3 +180,22 @@ def test_python_m_ftexp_fine_tunes_minilm_on_the_synthetic_task_with_its_shipped
     assert result["trainable_params_per_phase"]["0"] == 384 * 384 + 384 + 2 * 384 + 2, "phase 0: pooler + classifier"
     assert {"test_loss", "test_acc"} <= set(result["test"])
     assert len(yaml.safe_load((run_dir / "SequenceClassifier_ft_schedule.yaml").read_text())) == 4
+
+
+@pytest.mark.parametrize(
+    ("model", "schedule_file"),
+    [
+        ("tiny", "tiny_bert_3phase.yaml"),
+        ("minilm", "minilm.yaml"),
+        ("bert_base", "bert_base.yaml"),
+        ("roberta_base", "roberta_base.yaml"),
+        ("deberta_v3_base", "deberta_v3_base.yaml"),
+    ],
+)
+def test_schedule_explicit_runs_the_schedule_shipped_with_the_chosen_model(model, schedule_file):
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[f"model={model}", "schedule=explicit"])
+    path = Path(cfg.schedule.callbacks.fts.ft_schedule)
+    assert path == PACKAGE_DIR / "ft_schedules" / schedule_file and path.is_file()
