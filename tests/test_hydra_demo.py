@@ -21,7 +21,7 @@ import yaml
 from hydra import compose, initialize_config_dir
 from hydra.errors import MissingConfigException
 from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor
-from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
 from ftexp import FinetuningScheduler, PhaseCheckpoint, PhaseEarlyStopping
 from ftexp.conf_schema import ConfigError, validate_config
@@ -95,7 +95,8 @@ def test_every_option_of_every_group_composes_and_builds_with_the_tiny_model(tmp
     assert isinstance(objects.datamodule, PairClassificationDataModule)
     assert isinstance(objects.model, SequenceClassifier)
     assert objects.model.model.get_input_embeddings().num_embeddings == len(objects.datamodule.tokenizer)
-    assert isinstance(objects.trainer.logger, TensorBoardLogger) or cfg.trainer.get("fast_dev_run")
+    expected_logger = CSVLogger if (group, option) == ("logger", "csv") else TensorBoardLogger
+    assert isinstance(objects.trainer.logger, expected_logger) or cfg.trainer.get("fast_dev_run")
     assert Path(cfg.logger.save_dir) == tmp_path
     assert any(isinstance(cb, LearningRateMonitor) for cb in objects.trainer.callbacks)
     assert objects.checkpoint is not None and Path(objects.checkpoint.dirpath) == tmp_path / "checkpoints"
