@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datasets
 import pytest
 import torch
 
@@ -13,24 +12,9 @@ from tests.models.local_copies import (
     classify_one_batch,
     compose_config,
     local_overrides,
-    write_stand_in_models,
-    write_superglue_copies,
 )
 
-
-@pytest.fixture(scope="module")
-def stand_ins(tmp_path_factory) -> dict[str, str]:
-    return write_stand_in_models(tmp_path_factory.mktemp("models"))
-
-
-@pytest.fixture(scope="module")
-def superglue(tmp_path_factory) -> dict[str, str]:
-    return write_superglue_copies(tmp_path_factory.mktemp("superglue"))
-
-
-@pytest.fixture(autouse=True)
-def datasets_cache_in_tmp(tmp_path, monkeypatch):
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf_datasets_cache")
+pytestmark = pytest.mark.usefixtures("datasets_cache_in_tmp")
 
 
 def test_the_data_group_has_the_synthetic_task_and_two_superglue_tasks():

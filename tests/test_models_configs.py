@@ -11,7 +11,6 @@ import sys
 from importlib.util import find_spec
 from pathlib import Path
 
-import datasets
 import pytest
 import torch
 import yaml
@@ -27,8 +26,6 @@ from tests.models.local_copies import (
     compose_config,
     local_overrides,
     needs_minilm,
-    write_stand_in_models,
-    write_superglue_copies,
 )
 
 MODELS = sorted(path.stem for path in (CONFIG_DIR / "model").glob("*.yaml") if path.stem != "tiny")
@@ -36,19 +33,7 @@ SCHEDULES = PACKAGE_DIR / "ft_schedules"
 EXPERIMENTS = sorted(path.stem for path in (CONFIG_DIR / "experiment").glob("*.yaml") if path.stem != "demo")
 
 
-@pytest.fixture(scope="module")
-def stand_ins(tmp_path_factory) -> dict[str, str]:
-    return write_stand_in_models(tmp_path_factory.mktemp("models"))
-
-
-@pytest.fixture(scope="module")
-def superglue(tmp_path_factory) -> dict[str, str]:
-    return write_superglue_copies(tmp_path_factory.mktemp("superglue"))
-
-
-@pytest.fixture(autouse=True)
-def datasets_cache_in_tmp(tmp_path, monkeypatch):
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf_datasets_cache")
+pytestmark = pytest.mark.usefixtures("datasets_cache_in_tmp")
 
 
 def test_the_slice_has_four_pretrained_models_and_two_superglue_experiments():
