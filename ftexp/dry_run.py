@@ -32,6 +32,7 @@ from ftexp.schedule import (
     parse_lr_scheduler_spec,
     resolve_schedule,
 )
+from ftexp.schedule.names import count_by_module, module_prefixes
 
 log = logging.getLogger(__name__)
 
@@ -306,27 +307,11 @@ def _fmt_lr(lr: float) -> str:
 
 def _compact(names: Sequence[str], all_names: Sequence[str]) -> list[str]:
     """Describe ``names`` by the largest modules they cover completely (``model.classifier.*``), in order."""
-    under: dict[str, int] = {}
-    for name in all_names:
-        parts = name.split(".")
-        for end in range(1, len(parts)):
-            prefix = ".".join(parts[:end])
-            under[prefix] = under.get(prefix, 0) + 1
-    covered: dict[str, int] = {}
-    for name in names:
-        parts = name.split(".")
-        for end in range(1, len(parts)):
-            prefix = ".".join(parts[:end])
-            covered[prefix] = covered.get(prefix, 0) + 1
+    under = count_by_module(all_names)
+    covered = count_by_module(names)
     out: list[str] = []
     for name in names:
-        parts = name.split(".")
-        label = name
-        for end in range(1, len(parts)):
-            prefix = ".".join(parts[:end])
-            if covered.get(prefix) == under[prefix]:
-                label = f"{prefix}.*"
-                break
+        label = next((f"{p}.*" for p in module_prefixes(name) if covered.get(p) == under[p]), name)
         if label not in out:
             out.append(label)
     return out

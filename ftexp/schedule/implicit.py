@@ -14,6 +14,7 @@ from torch import nn
 
 from ftexp.schedule.errors import ScheduleError
 from ftexp.schedule.model import Phase, Schedule
+from ftexp.schedule.names import count_by_module, module_prefixes
 
 Mode = Literal["naive", "blocks"]
 
@@ -93,12 +94,7 @@ def _block_groups(module: nn.Module, names: list[str]) -> list[list[str]]:
 
 
 def _owner(name: str, children: set[str]) -> str | None:
-    parts = name.split(".")
-    for end in range(len(parts) - 1, 0, -1):
-        prefix = ".".join(parts[:end])
-        if prefix in children:
-            return prefix
-    return None
+    return next((prefix for prefix in reversed(module_prefixes(name)) if prefix in children), None)
 
 
 def _largest_repeated_container(module: nn.Module, names: list[str]) -> _BlockContainer | None:
@@ -109,15 +105,9 @@ def _largest_repeated_container(module: nn.Module, names: list[str]) -> _BlockCo
     (ResNet stages rather than bottlenecks). Counting tensors rather than weights keeps a huge vocabulary from
     outranking the transformer layers of a small model. One pass over names and modules: fast on meta models.
     """
-    numel = dict((name, p.numel()) for name, p in module.named_parameters())
-    tensors_in: dict[str, int] = {}
-    numel_in: dict[str, int] = {}
-    for name in names:
-        parts = name.split(".")
-        for end in range(1, len(parts)):
-            prefix = ".".join(parts[:end])
-            tensors_in[prefix] = tensors_in.get(prefix, 0) + 1
-            numel_in[prefix] = numel_in.get(prefix, 0) + numel[name]
+    numel = {name: p.numel() for name, p in module.named_parameters()}
+    tensors_in = count_by_module(names)
+    numel_in = count_by_module(names, numel)
     best_key: tuple | None = None
     best: _BlockContainer | None = None
     for prefix, parent in module.named_modules():
