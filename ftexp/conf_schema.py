@@ -56,6 +56,10 @@ class ConfigError(CompactHydraException, ValueError):
             message = f"invalid config ({len(self.problems)} problems):\n" + "\n".join(f"  {p}" for p in problems)
         super().__init__(message)
 
+    def __reduce__(self) -> tuple[type[ConfigError], tuple[list[str]]]:
+        # rebuilt from its problems when a launcher sends it from a job's process back to the sweep's
+        return type(self), (self.problems,)
+
 
 class Instantiable:
     """Schema marker: a node with a ``_target_``, checked against the signature of the target."""
@@ -90,6 +94,13 @@ class HardwareSchema:
     cpus_per_task: int | None = None
     mem_gb: int | None = None
     array_parallelism: int | None = None
+    gpus: list[int] | None = None  # hardware=local_gpus: GPU ids to hand out to jobs (null: all)
+    gpus_per_job: int | None = None
+
+
+@dataclass
+class SweepSchema:
+    name: str
 
 
 @dataclass
@@ -113,6 +124,7 @@ class RunSchema:
     logger: Instantiable | None = None
     hardware: HardwareSchema | None = None
     explicit_schedule: str | None = None  # set by each model option: its shipped schedule
+    sweep: SweepSchema | None = None  # set by the sweep files of multirun_sweeps/
 
 
 def validate_config(cfg: DictConfig) -> None:
@@ -328,12 +340,6 @@ def _check_lr_reinit(cfg: DictConfig, problems: list[str]) -> None:
             problems.append("lr_reinit.reinit_lr_cfg: lr_reinit=implicit needs the LR scheduler to start each phase")
         if fts is None:
             problems.append(f"lr_reinit=implicit: schedule={schedule} has no phase transitions to reinitialize at")
-        elif fts.get("ft_schedule") is not None:
-            problems.append(
-                f"lr_reinit=implicit cannot be combined with schedule={schedule}: reinit_lr_cfg applies to generated "
-                "schedules (schedule=implicit), while schedule.callbacks.fts.ft_schedule gives an explicit one; put "
-                "new_lr_scheduler in the phases that need it and use lr_reinit=explicit"
-            )
 
 
 def _check_schedule_file(cfg: DictConfig, problems: list[str]) -> None:
@@ -357,9 +363,18 @@ def _check_schedule_file(cfg: DictConfig, problems: list[str]) -> None:
 
 def _check_launcher(cfg: DictConfig, problems: list[str]) -> None:
     """Under the submitit SLURM launcher each task drives one device: Lightning reads the SLURM environment and
-    expects ``tasks_per_node == devices`` and ``nodes == num_nodes``; a mismatch hangs or idles GPUs."""
+    expects ``tasks_per_node == devices`` and ``nodes == num_nodes``; a mismatch hangs or idles GPUs. Under the
+    local_gpus launcher a job sees exactly ``gpus_per_job`` GPUs: a GPU trainer must use that many devices."""
     launcher = hydra_launcher(cfg)
-    if launcher is None or launcher.get("_target_") != SLURM_LAUNCHER:
+    target = launcher.get("_target_") if launcher is not None else None
+    if target == "hydra_plugins.ftexp_launchers.local_gpus.LocalGPUsLauncher":
+        devices, per_job = cfg.trainer.get("devices", 1), launcher.get("gpus_per_job")
+        if cfg.trainer.get("accelerator") != "cpu" and isinstance(devices, int) and devices != per_job:
+            problems.append(
+                f"hydra.launcher.gpus_per_job={per_job} but trainer.devices={devices}: each job sees only its "
+                "gpus_per_job GPUs, so they must be equal (set hardware.gpus_per_job)"
+            )
+    if target != SLURM_LAUNCHER:
         return
     pairs = (("tasks_per_node", "devices"), ("nodes", "num_nodes"))
     for launcher_key, trainer_key in pairs:

@@ -1,12 +1,16 @@
 """The packaged Hydra config tree, the resolver its files use, and the one helper that instantiates config nodes.
 
-Importing this module registers ``${ftexp_file:relative/path}``, which resolves to a file shipped inside the
-package (e.g. the schedule files under ``ftexp/ft_schedules``), so configs work from any working directory and from
-an installed wheel.
+Importing this module registers two resolvers:
+
+- ``${ftexp_file:relative/path}``: a file shipped inside the package (e.g. the schedule files under
+  ``ftexp/ft_schedules``), so configs work from any working directory and from an installed wheel;
+- ``${ftexp_job_dirname:${hydra.overrides.task}}``: a sweep job's directory name made from its overrides.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +29,25 @@ def package_file(relative: str) -> str:
     return str(path)
 
 
-if not OmegaConf.has_resolver("ftexp_file"):
-    OmegaConf.register_new_resolver("ftexp_file", package_file)
+# overrides that do not tell the jobs of one sweep apart (the sweep file, where the jobs run)
+_SAME_FOR_EVERY_JOB = re.compile(r"^[+~]*(sweep|hardware|hydra)([.=/]|$)")
+_UNSAFE_IN_DIRNAME = re.compile(r"[^\w.,=+-]")
+MAX_DIRNAME = 100
+
+
+def job_dirname(overrides: Iterable[str]) -> str:
+    """``schedule=nofts,seed=2`` for the overrides ``+sweep=compare_schedules schedule=nofts seed=2``: the
+    overrides that can differ between the jobs of a sweep, made safe for a file name (a ``/`` in a value would
+    otherwise nest directories) and cut to a readable length. Hydra's job number goes in front of it in
+    ``hydra.sweep.subdir``, which keeps names unique however long or alike the overrides are."""
+    kept = [str(item) for item in overrides if not _SAME_FOR_EVERY_JOB.match(str(item))]
+    name = _UNSAFE_IN_DIRNAME.sub("_", ",".join(kept))
+    return name[:MAX_DIRNAME] or "job"
+
+
+for _name, _resolver in (("ftexp_file", package_file), ("ftexp_job_dirname", job_dirname)):
+    if not OmegaConf.has_resolver(_name):
+        OmegaConf.register_new_resolver(_name, _resolver)
 
 
 def instantiate(node: Any, **kwargs: Any) -> Any:

@@ -11,7 +11,7 @@ fails there with the config key and the schedule's file, phase and entry.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -24,6 +24,7 @@ from ftexp.conf_schema import ConfigError, scheduler_node, validate_config
 from ftexp.config import instantiate
 from ftexp.schedule import (
     LRSchedulerSpec,
+    Phase,
     Schedule,
     ScheduleError,
     check_phase_directives,
@@ -50,7 +51,8 @@ class RunSchedule:
     kind: str  # explicit, implicit or preset
     source: str
     never_thawed: list[str] = field(default_factory=list)
-    dropped_lr_schedulers: list[int] = field(default_factory=list)  # phases whose new_lr_scheduler lr_reinit=none drops
+    # phases whose own new_lr_scheduler lr_reinit=none drops or lr_reinit=implicit replaces
+    dropped_lr_schedulers: list[int] = field(default_factory=list)
 
 
 def resolve_run_schedule(cfg: DictConfig, model: nn.Module) -> RunSchedule | None:
@@ -69,20 +71,43 @@ def resolve_run_schedule(cfg: DictConfig, model: nn.Module) -> RunSchedule | Non
             schedule = generate_schedule(model, mode=mode, max_phases=fts.get("max_phases"))
             return RunSchedule(schedule, None, "implicit", schedule.source)
         if OmegaConf.is_dict(ft_schedule) and "_target_" in ft_schedule:
-            preset = instantiate(ft_schedule, _partial_=True)(model)
-            schedule, never_thawed = resolve_schedule(preset, names)
-            return RunSchedule(schedule, schedule.to_dict(), "preset", preset.source, never_thawed)
-        argument = OmegaConf.to_container(ft_schedule) if OmegaConf.is_config(ft_schedule) else ft_schedule
-        user = load_schedule(argument)
+            kind = "preset"
+            user = instantiate(ft_schedule, _partial_=True)(model)
+        else:
+            kind = "explicit"
+            argument = OmegaConf.to_container(ft_schedule) if OmegaConf.is_config(ft_schedule) else ft_schedule
+            user = load_schedule(argument)
         schedule, never_thawed = resolve_schedule(user, names)
+        if kind == "preset":
+            user, argument = schedule, schedule.to_dict()
+        replaced, reinit_at = _lr_reinit_phases(cfg, user)
     except ScheduleError as err:
         raise ConfigError([f"{SCHEDULE_KEY} (model {type(model).__name__}): {err}"]) from err
-    dropped = [p.index for p in user.phases if p.new_lr_scheduler is not None] if cfg.lr_reinit.name == "none" else []
-    if dropped:
-        user = Schedule(tuple(replace(p, new_lr_scheduler=None) for p in user.phases), user.source)
-        schedule = Schedule(tuple(replace(p, new_lr_scheduler=None) for p in schedule.phases), schedule.source)
+    if replaced or reinit_at is not None:
+        user, schedule = (
+            Schedule(tuple(map(reinit_at or _no_new_scheduler, s.phases)), s.source) for s in (user, schedule)
+        )
         argument = user.to_dict()
-    return RunSchedule(schedule, argument, "explicit", user.source, never_thawed, dropped)
+    return RunSchedule(schedule, argument, kind, user.source, never_thawed, replaced)
+
+
+def _no_new_scheduler(phase: Phase) -> Phase:
+    return replace(phase, new_lr_scheduler=None)
+
+
+def _lr_reinit_phases(cfg: DictConfig, user: Schedule) -> tuple[list[int], Callable[[Phase], Phase] | None]:
+    """What the lr_reinit group does to a given (explicit or preset) schedule: the phases whose own
+    ``new_lr_scheduler`` it replaces (none: dropped; implicit: ``lr_reinit.reinit_lr_cfg`` instead), and for
+    lr_reinit=implicit the function that gives every phase after the first that scheduler, so that one schedule can
+    be compared with no, its own, and a per-phase reinitialization (multirun_sweeps/lr_reinit.yaml)."""
+    choice = cfg.lr_reinit.name
+    if choice not in ("none", "implicit"):
+        return [], None
+    replaced = [p.index for p in user.phases if p.new_lr_scheduler is not None]
+    if choice == "none":
+        return replaced, None
+    spec = parse_lr_scheduler_spec(cfg.lr_reinit.reinit_lr_cfg, "lr_reinit.reinit_lr_cfg", None, "reinit_lr_cfg")
+    return replaced, lambda phase: replace(phase, new_lr_scheduler=spec if phase.index > 0 else None)
 
 
 def model_inputs(datamodule: pl.LightningDataModule) -> dict[str, Any]:
@@ -170,7 +195,7 @@ def plan_phases(cfg: DictConfig, model: pl.LightningModule) -> Plan:
     schedule = run_schedule.schedule
     header.append(f"{run_schedule.kind} schedule {run_schedule.source}")
     if run_schedule.dropped_lr_schedulers:
-        notes.append(f"lr_reinit=none: new_lr_scheduler of phase(s) {run_schedule.dropped_lr_schedulers} not used")
+        notes.append(_replaced_schedulers_note(cfg.lr_reinit.name, run_schedule))
     if run_schedule.never_thawed:
         shown = ", ".join(_compact(run_schedule.never_thawed, all_names))
         notes.append(f"never thawed ({len(run_schedule.never_thawed)} tensors): {shown}")
@@ -179,7 +204,7 @@ def plan_phases(cfg: DictConfig, model: pl.LightningModule) -> Plan:
     epoch_only = bool(fts.get("epoch_transitions_only", False))
     restore_best = fts.get("restore_best", True)
     header.append(f"restore_best={restore_best}" + (", transitions at epochs only" if epoch_only else ""))
-    reinit = _reinit_spec(cfg, problems)
+    reinit = _reinit_spec(cfg, problems) if run_schedule.kind == "implicit" else None
 
     phase0 = _phase0_optimizer(model, schedule.params_through(0), notes)
     phase0_lr, phase0_scheduler, groups = phase0 if phase0 is not None else ("?", "?", None)
@@ -221,6 +246,11 @@ def plan_phases(cfg: DictConfig, model: pl.LightningModule) -> Plan:
         plan.rows.append(PhaseRow(phase.index, phase.params, tensors, weights, lr, scheduler, ends))
         plan.parameters.append(", ".join(_compact(phase.params, all_names)))
     return plan
+
+
+def _replaced_schedulers_note(choice: str, run_schedule: RunSchedule) -> str:
+    what = "not used" if choice == "none" else "replaced by lr_reinit.reinit_lr_cfg"
+    return f"lr_reinit={choice}: new_lr_scheduler of phase(s) {run_schedule.dropped_lr_schedulers} {what}"
 
 
 def _phase0_optimizer(

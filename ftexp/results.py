@@ -18,18 +18,30 @@ from ftexp.callbacks import FinetuningScheduler
 
 class EpochMetrics(Callback):
     """Records the epoch-level metrics (train, validation, fine-tuning depth) at the end of every training epoch,
-    when Lightning has reduced them. Covers the epochs this process trained (not those before a resume)."""
+    when Lightning has reduced them. The history travels in checkpoints, so a resumed run reports every epoch of
+    the run, not only those since the resume (``first_epoch`` says where this process started)."""
 
     def __init__(self) -> None:
         self.history: list[dict[str, float]] = []
         self.first_epoch = 0
+        self._resumed_history: list[dict[str, float]] | None = None
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.first_epoch = trainer.current_epoch  # > 0 after a resume
+        if self._resumed_history is not None:
+            self.history, self._resumed_history = self._resumed_history, None
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         row = {"epoch": trainer.current_epoch, **scalars(trainer.callback_metrics)}
-        self.history.append(row)
+        # an epoch cut short by a preemption is trained again after the resume: keep its final row only
+        self.history = [r for r in self.history if r["epoch"] < row["epoch"]] + [row]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": self.history}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        # Lightning also loads callback states for trainer.test(ckpt_path=...): only a fit takes the history over
+        self._resumed_history = list(state_dict.get("history", []))
 
 
 def scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
@@ -62,8 +74,10 @@ def phase_summary(fts: FinetuningScheduler | None, module: pl.LightningModule, f
             "trainable_params_per_phase": {"0": trainable},
             "final_depth": 0,
         }
-    # the depth this process started at: 0, or the resumed depth (each transition of this process added one)
-    starts = [{"depth": fts.curr_depth - len(fts.transitions), "start_epoch": first_epoch}]
+    # the scheduler's transitions travel in checkpoints, so they normally start at depth 1; a checkpoint without
+    # them starts the record at the depth resumed from
+    start_depth = fts.curr_depth - len(fts.transitions)
+    starts = [{"depth": start_depth, "start_epoch": first_epoch if start_depth else 0}]
     starts += [{"depth": t["depth"], "start_epoch": t["epoch"]} for t in fts.transitions]
     per_phase = {
         str(depth): sum(numel[name] for name in fts.schedule.params_through(depth))

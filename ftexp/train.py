@@ -14,15 +14,19 @@ working directory, and writes everything under ``cfg.paths.output_dir``::
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.accelerators import CPUAccelerator, CUDAAccelerator
 from pytorch_lightning.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import Logger
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
@@ -31,6 +35,7 @@ from rich.syntax import Syntax
 from rich.tree import Tree
 
 from ftexp.callbacks import FinetuningScheduler
+from ftexp.callbacks.preemption import PreemptionCheckpoint, RequeueRequested
 from ftexp.conf_schema import scheduler_node, validate_config
 from ftexp.config import instantiate
 from ftexp.dry_run import RunSchedule, dry_run, model_inputs, resolve_run_schedule
@@ -84,12 +89,14 @@ def build_scheduler(cfg: DictConfig, run_schedule: RunSchedule) -> FinetuningSch
     schedulers that lr_reinit=none drops removed) and lr_reinit=implicit's ``reinit_lr_cfg``."""
     node = OmegaConf.to_container(scheduler_node(cfg), resolve=True)
     node["ft_schedule"] = run_schedule.argument
-    if cfg.lr_reinit.name == "implicit":
+    if cfg.lr_reinit.name == "implicit" and run_schedule.kind == "implicit":
         node["reinit_lr_cfg"] = OmegaConf.to_container(cfg.lr_reinit.reinit_lr_cfg, resolve=True)
+    # (an explicit or preset schedule carries lr_reinit=implicit's scheduler in its phases: resolve_run_schedule)
     if run_schedule.dropped_lr_schedulers:
+        what = "is not used" if cfg.lr_reinit.name == "none" else "is replaced by lr_reinit.reinit_lr_cfg"
         log.info(
-            f"lr_reinit=none: the new_lr_scheduler of phase(s) {run_schedule.dropped_lr_schedulers} in "
-            f"{run_schedule.source} is not used"
+            f"lr_reinit={cfg.lr_reinit.name}: the new_lr_scheduler of phase(s) "
+            f"{run_schedule.dropped_lr_schedulers} in {run_schedule.source} {what}"
         )
     return instantiate(node)
 
@@ -107,26 +114,36 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     The config is validated (:func:`ftexp.conf_schema.validate_config`) and the schedule resolved against the model
     before any callback, logger or trainer is built. The file is written however the run ends, with ``status``
-    completed, interrupted or failed (and the error), so that every job of a sweep leaves one; but a start that fails
-    never overwrites the ``result.json`` an earlier attempt left in the same run dir. With ``dry_run=true`` it prints
-    the phase plan instead (:func:`ftexp.dry_run.dry_run`) and writes nothing.
+    completed, interrupted, requeued (a cluster job stopped at a checkpoint, to continue in a later attempt) or
+    failed (and the error), so that every job of a sweep leaves one; but a start that fails never overwrites the
+    ``result.json`` an earlier attempt left in the same run dir. A resumed run carries the earlier attempts on:
+    ``history``, ``transitions`` and ``attempts`` cover the whole run, ``wall_time_s`` is the sum over attempts.
+    With ``dry_run=true`` it prints the phase plan instead (:func:`ftexp.dry_run.dry_run`) and writes nothing.
     """
     if cfg.get("dry_run"):
         return dry_run(cfg)
     started = time.perf_counter()
     run_dir = Path(cfg.paths.output_dir)
-    earlier_result = (run_dir / "result.json").is_file()
+    earlier = read_earlier_result(run_dir / "result.json")
     ckpt_path = resume_path(cfg)
+    attempt: dict[str, Any] = {
+        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "resumed_from": ckpt_path,
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+    }
     result: dict[str, Any] = {
         "name": OmegaConf.select(cfg, "name", throw_on_resolution_failure=False),
         "scenario": OmegaConf.select(cfg, "schedule.name", throw_on_resolution_failure=False),
         "seed": OmegaConf.select(cfg, "seed", throw_on_resolution_failure=False),
+        "sweep": OmegaConf.select(cfg, "sweep.name", throw_on_resolution_failure=False),
+        "overrides": job_overrides(),
         "status": "failed",
         "resumed_from": ckpt_path,
         "run_dir": str(run_dir),
         "result_file": str(run_dir / "result.json"),
     }
     objects = None
+    requeue: PreemptionCheckpoint | None = None
     try:
         validate_config(cfg)
         if cfg.get("cpu_threads"):
@@ -141,6 +158,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         if cfg.test and not objects.trainer.interrupted:
             result["test"] = evaluate_best(objects)
         result["status"] = "interrupted" if objects.trainer.interrupted else "completed"
+    except RequeueRequested as err:
+        requeue = preemption_callback(objects)
+        result["status"] = "requeued" if requeue is not None and requeue.can_requeue else "interrupted"
+        result["error"] = str(err)
+        raise
     except BaseException as err:  # Lightning turns Ctrl-C into SystemExit after a graceful shutdown
         interrupted = objects is not None and objects.trainer.interrupted
         result["status"] = "interrupted" if interrupted else "failed"
@@ -149,12 +171,57 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     finally:
         if objects is not None:
             result.update(summarize(cfg, objects))
-        result["wall_time_s"] = round(time.perf_counter() - started, 2)
-        if objects is not None or not earlier_result:
+        attempt.update(
+            status=result["status"],
+            start_epoch=objects.metrics.first_epoch if objects is not None else None,
+            end_epoch=objects.trainer.current_epoch if objects is not None else None,
+            wall_time_s=round(time.perf_counter() - started, 2),
+        )
+        attempts = [*earlier.get("attempts", []), attempt] if ckpt_path else [attempt]
+        result["attempts"] = attempts
+        result["wall_time_s"] = round(sum(a.get("wall_time_s") or 0.0 for a in attempts), 2)
+        if objects is not None or not earlier:
             run_dir.mkdir(parents=True, exist_ok=True)
             write_result(result)
+        if requeue is not None:
+            requeue.hand_over()  # submitit requeues the job and exits the process
     report_locations(result)
     return result
+
+
+def read_earlier_result(path: Path) -> dict[str, Any]:
+    """The ``result.json`` a previous attempt in this run dir left (``{}`` if none or unreadable)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def job_overrides() -> list[str]:
+    """The command-line overrides of this Hydra job (``[]`` outside Hydra, e.g. the compose API in tests): what
+    sets a sweep's jobs apart, and so what the summary groups scenarios by."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def preemption_callback(objects: RunObjects | None) -> PreemptionCheckpoint | None:
+    if objects is None:
+        return None
+    return next((cb for cb in objects.trainer.callbacks if isinstance(cb, PreemptionCheckpoint)), None)
+
+
+def hardware_summary(trainer: pl.Trainer) -> dict[str, Any]:
+    """Where the run trained: enough to turn wall time into GPU- or CPU-hours in the sweep summary."""
+    kinds = {CUDAAccelerator: "gpu", CPUAccelerator: "cpu"}
+    return {
+        "accelerator": kinds.get(type(trainer.accelerator), type(trainer.accelerator).__name__),
+        "devices": trainer.num_devices * trainer.num_nodes,
+        "num_nodes": trainer.num_nodes,
+        "cpu_threads": torch.get_num_threads(),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+    }
 
 
 def evaluate_best(objects: RunObjects) -> dict[str, Any]:
@@ -177,6 +244,7 @@ def summarize(cfg: DictConfig, objects: RunObjects) -> dict[str, Any]:
         "total_params": sum(p.numel() for p in objects.model.parameters()),
         **checkpoint_summary(checkpoint, Path(cfg.paths.checkpoint_dir) / "last.ckpt"),
         "tensorboard_dir": logger.log_dir if logger is not None else None,
+        "hardware": hardware_summary(objects.trainer),
         "history": history,
     }
 

@@ -39,6 +39,21 @@ def test_lr_reinit_implicit_gives_the_generated_schedule_a_new_scheduler_at_ever
     assert fts.reinit_lr.lr_scheduler_init.class_path == "torch.optim.lr_scheduler.CosineAnnealingLR"
 
 
+@pytest.mark.parametrize("schedule", ["explicit", "freeze_unfreeze"])
+def test_lr_reinit_implicit_gives_every_later_phase_of_an_explicit_schedule_the_same_new_scheduler(tmp_path, schedule):
+    fts = build(compose_config(tmp_path, f"schedule={schedule}", "lr_reinit=implicit")).fts
+    reference = build(compose_config(tmp_path, f"schedule={schedule}", "lr_reinit=explicit")).fts
+
+    phases = fts.user_schedule.phases
+    assert [p.params for p in phases] == [p.params for p in reference.user_schedule.phases]
+    assert phases[0].new_lr_scheduler is None
+    assert {p.new_lr_scheduler.lr_scheduler_init.class_path for p in phases[1:]} == {
+        "torch.optim.lr_scheduler.CosineAnnealingLR"
+    }
+    assert {p.new_lr_scheduler.lr_scheduler_init.init_args["T_max"] for p in phases[1:]} == {4}, "lr_reinit's own"
+    assert fts.reinit_lr is None, "carried by the schedule, as FinetuningScheduler accepts for explicit schedules"
+
+
 # ------------------------------------------------------------------ strategy and hardware
 def test_the_strategy_options_set_the_trainer_strategy(tmp_path):
     assert isinstance(build(compose_config(tmp_path, "strategy=auto")).trainer.strategy, SingleDeviceStrategy)

@@ -98,13 +98,6 @@ def test_a_schedule_file_that_does_not_exist_or_does_not_parse_is_refused(tmp_pa
 
 
 # ------------------------------------------------------------------ rules that span groups
-@pytest.mark.parametrize("schedule", ["explicit", "freeze_unfreeze"])
-def test_lr_reinit_implicit_is_refused_with_an_explicit_schedule(tmp_path, schedule):
-    (found,) = problems(tmp_path, "lr_reinit=implicit", f"schedule={schedule}")
-    assert found.startswith(f"lr_reinit=implicit cannot be combined with schedule={schedule}")
-    assert "lr_reinit=explicit" in found
-
-
 def test_lr_reinit_implicit_needs_phases(tmp_path):
     assert problems(tmp_path, "lr_reinit=implicit", "schedule=nofts") == [
         "lr_reinit=implicit: schedule=nofts has no phase transitions to reinitialize at"

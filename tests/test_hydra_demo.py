@@ -43,7 +43,7 @@ OFFLINE_OPTIONS = [
 ]
 # options that only work together with another choice
 COMPANIONS = {("lr_reinit", "implicit"): ["schedule=implicit"]}
-GPUS_NEEDED = {"gpu": 1, "gpus": 2, "slurm": 1}
+GPUS_NEEDED = {"gpu": 1, "gpus": 2, "local_gpus": 1, "slurm": 1}
 
 # a few short epochs: 4 training and 2 validation batches of a 256-example task
 QUICK = [
@@ -79,7 +79,14 @@ def test_the_config_tree_has_every_group_of_this_slice():
     }
     assert {option for group, option in OPTIONS if group == "lr_reinit"} == {"none", "explicit", "implicit"}
     assert {option for group, option in OPTIONS if group == "strategy"} == {"auto", "ddp", "ddp_spawn"}
-    assert {option for group, option in OPTIONS if group == "hardware"} == {"cpu", "gpu", "gpus", "slurm"}
+    assert {option for group, option in OPTIONS if group == "hardware"} == {
+        "cpu",
+        "gpu",
+        "gpus",
+        "local_gpus",
+        "slurm",
+        "slurm_cpu",
+    }
     assert {option for group, option in OPTIONS if group == "debug"} == {"fast_dev_run", "limit", "overfit"}
 
 
@@ -245,5 +252,10 @@ def test_a_second_run_in_the_same_run_dir_resumes_from_last_ckpt(tmp_path):
     assert first["resumed_from"] is None and first["epochs_run"] == 2
     assert second["resumed_from"] == str(tmp_path / "checkpoints" / "last.ckpt")
     assert second["epochs_run"] == 4
-    assert [row["epoch"] for row in second["history"]] == [2, 3], "only the epochs after the resume are trained"
+    assert [row["epoch"] for row in second["history"]] == [0, 1, 2, 3], "one run: the history travels in last.ckpt"
+    assert [(a["resumed_from"], a["start_epoch"], a["end_epoch"]) for a in second["attempts"]] == [
+        (None, 0, 2),
+        (second["resumed_from"], 2, 4),
+    ]
+    assert second["wall_time_s"] == pytest.approx(sum(a["wall_time_s"] for a in second["attempts"]), abs=0.02)
     assert json.loads((tmp_path / "result.json").read_text())["resumed_from"] == second["resumed_from"]

@@ -168,6 +168,8 @@ class FinetuningScheduler(Callback):
         self._depth = 0
         self._best_depth = 0
         self._resumed_depth: int | None = None
+        self._resumed_transitions: list[dict[str, Any]] = []
+        self._prepared_epoch: int | None = None
         self._es: PhaseEarlyStopping | None = None
         self._ckpt: ModelCheckpoint | None = None
         self._fit_start: _FitStartState | None = None
@@ -334,6 +336,8 @@ class FinetuningScheduler(Callback):
             groups=[{**group, "params": list(group["params"])} for group in optimizer.param_groups],
             scheduler_states=[copy.deepcopy(c.scheduler.state_dict()) for c in trainer.lr_scheduler_configs],
         )
+        if self._resumed_depth is not None:
+            self.transitions = self._resumed_transitions
         if self._resumed_depth:
             self._replay(trainer, pl_module, 1, self._resumed_depth)
             self._depth = self._resumed_depth
@@ -411,8 +415,18 @@ class FinetuningScheduler(Callback):
             return
         if self._should_transition(trainer):
             self._transition(trainer, pl_module, self._depth + 1)
+        self._prepare_epoch(trainer, pl_module)
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        # Lightning skips on_train_epoch_start when it resumes from a checkpoint saved mid-epoch (a preempted job);
+        # that epoch's transition, if any, happened before the checkpoint, but its per-epoch setup did not
+        if self.schedule is not None and self._fit_start is not None and self._prepared_epoch != trainer.current_epoch:
+            self._prepare_epoch(trainer, pl_module)
+
+    def _prepare_epoch(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         apply_batchnorm_policy(pl_module, self.frozen_bn_track_running_stats)
         pl_module.log(DEPTH_METRIC, float(self._depth), on_step=False, on_epoch=True)
+        self._prepared_epoch = trainer.current_epoch
 
     def _should_transition(self, trainer: pl.Trainer) -> bool:
         assert self.schedule is not None
@@ -571,7 +585,7 @@ class FinetuningScheduler(Callback):
             self._best_depth = self._depth
             self._best_path_override = None
             self._snapshot_due = self.restore_best and self.restore_best_from == "memory"
-        return {"curr_depth": self._depth, "best_depth": self._best_depth}
+        return {"curr_depth": self._depth, "best_depth": self._best_depth, "transitions": self.transitions}
 
     def on_save_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
@@ -585,6 +599,8 @@ class FinetuningScheduler(Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._resumed_depth = int(state_dict["curr_depth"])
         self._best_depth = int(state_dict.get("best_depth", self._resumed_depth))
+        # taken over in on_fit_start: Lightning also loads callback states for trainer.test(ckpt_path=...)
+        self._resumed_transitions = list(state_dict.get("transitions", []))
 
     # ------------------------------------------------------------------ schedule file
     def _write_schedule(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -108,7 +108,8 @@ def test_resume_without_the_best_checkpoint_fails_before_training_unless_new_inc
 
     _, fts, _ = _run(tmp_path, max_epochs=6, ckpt_path=last, new_incarnation_mode=True)
     assert fts.curr_depth == 2
-    assert fts.transitions[0]["restored_from_depth"] == 1
+    assert [t["depth"] for t in fts.transitions] == [1, 2]  # the first attempt's transition is kept
+    assert fts.transitions[-1]["restored_from_depth"] == 1
 
 
 def test_checkpoints_carry_the_depth_and_the_depth_is_logged_every_epoch(tmp_path):

@@ -1,0 +1,38 @@
+"""Summarize a sweep directory (``python -m ftexp -m ...``) into a results table and plots.
+
+``python -m ftexp.summarize <sweep_dir>`` or, after every job of a sweep, the Hydra callback
+:class:`SummarizeSweep`. The pieces, one job each: :mod:`~ftexp.sweeps.runs` finds and loads the jobs,
+:mod:`~ftexp.sweeps.scenarios` groups them, :mod:`~ftexp.sweeps.table` aggregates, :mod:`~ftexp.sweeps.curves` reads
+the per-epoch curves, :mod:`~ftexp.sweeps.plots` draws them, :mod:`~ftexp.sweeps.report` writes the files.
+"""
+
+from ftexp.sweeps.callback import SummarizeSweep
+from ftexp.sweeps.curves import Curves, job_curves, load_curves, phase_starts
+from ftexp.sweeps.report import Summary, Sweep, load_sweep, markdown_summary, summarize_sweep, write_plots, write_tables
+from ftexp.sweeps.runs import RUNNING_OR_MISSING, Job, find_latest_sweep, load_jobs
+from ftexp.sweeps.scenarios import Scenario, ScenarioSet, group_scenarios
+from ftexp.sweeps.table import job_rows, scenario_rows
+
+__all__ = [
+    "RUNNING_OR_MISSING",
+    "Curves",
+    "Job",
+    "Scenario",
+    "ScenarioSet",
+    "SummarizeSweep",
+    "Summary",
+    "Sweep",
+    "find_latest_sweep",
+    "group_scenarios",
+    "job_curves",
+    "job_rows",
+    "load_curves",
+    "load_jobs",
+    "load_sweep",
+    "markdown_summary",
+    "phase_starts",
+    "scenario_rows",
+    "summarize_sweep",
+    "write_plots",
+    "write_tables",
+]

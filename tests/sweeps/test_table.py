@@ -1,0 +1,148 @@
+"""One row per scenario: counts, mean ± std, epochs, phases, time and compute (ftexp/sweeps/table.py)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from ftexp.sweeps.runs import load_jobs
+from ftexp.sweeps.scenarios import group_scenarios
+from ftexp.sweeps.table import (
+    compute_hours,
+    job_rows,
+    markdown_table,
+    phases_reached,
+    scenario_rows,
+    stat,
+    unfinished_notes,
+)
+from tests.sweeps.fake_sweeps import result, write_job
+
+
+def rows_of(sweep_dir):
+    return {row["scenario"]: row for row in scenario_rows(group_scenarios(load_jobs(sweep_dir)), sweep_dir)}
+
+
+def test_mean_and_sample_std_over_the_completed_seeds(fake_sweep):
+    nofts = rows_of(fake_sweep)["schedule=nofts"]
+    assert (nofts["jobs"], nofts["completed"], nofts["seeds_completed"]) == (2, 2, "1 2")
+    assert nofts["best_val_acc_mean"] == pytest.approx(0.61)
+    assert nofts["best_val_acc_std"] == pytest.approx(math.sqrt(2 * 0.01**2))  # n - 1 in the denominator
+    assert nofts["best_val_loss_mean"] == pytest.approx(0.65)
+
+
+def test_failed_and_running_jobs_are_counted_but_not_averaged(fake_sweep):
+    rows = rows_of(fake_sweep)
+    explicit, implicit = rows["schedule=explicit"], rows["schedule=implicit"]
+    assert (explicit["jobs"], explicit["completed"], explicit["failed"]) == (2, 1, 1)
+    assert explicit["best_val_acc_mean"] == pytest.approx(0.80)  # not the failed seed's 0.10
+    assert (implicit["jobs"], implicit["completed"], implicit["running_or_missing"]) == (2, 1, 1)
+
+
+def test_one_completed_seed_has_no_std():
+    assert stat([0.8]).std is None
+    assert stat([0.8, None, float("nan")]).n == 1
+    assert stat([None]) is None
+
+
+def test_the_markdown_row_shows_mean_plus_minus_std_and_a_dash_for_one_seed(fake_sweep):
+    table = markdown_table(list(rows_of(fake_sweep).values()))
+    lines = table.splitlines()
+    assert lines[0] == (
+        "| scenario | completed | best val acc | best val loss | epochs | phases | wall (min) | compute "
+        "| not completed |"
+    )
+    assert lines[2].startswith("| schedule=nofts | 2/2 | 0.610 ± 0.014 | 0.6500 ± 0.0141 | 6.0 | 1.0 of 1 | 1.0 |")
+    assert lines[3].startswith("| schedule=implicit | 1/2 | 0.700 ± — | 0.5500 ± — |")
+    assert lines[3].endswith("| 1 running/missing |")
+    assert lines[4].startswith("| schedule=explicit | 1/2 | 0.800 ± — |")
+    assert lines[4].endswith("| 1 failed |")
+
+
+def test_test_columns_appear_when_jobs_were_tested(tmp_path):
+    for seed, acc in ((1, 0.7), (2, 0.9)):
+        payload = result("nofts", seed, test_acc=acc, test_loss=0.5)
+        write_job(tmp_path, f"{seed}", ["schedule=nofts", f"seed={seed}"], payload, num=seed)
+    [row] = rows_of(tmp_path).values()
+    assert (row["test_acc_mean"], row["test_acc_std"]) == (pytest.approx(0.8), pytest.approx(math.sqrt(0.02)))
+    header, _, line = markdown_table([row]).splitlines()
+    assert "| test acc | test loss |" in header
+    assert "| 0.800 ± 0.141 | 0.5000 ± 0.0000 |" in line
+
+
+def test_jobs_not_completed_are_listed_with_their_error(fake_sweep):
+    notes = unfinished_notes(group_scenarios(load_jobs(fake_sweep)), fake_sweep)
+    assert notes == [
+        "`3_implicit` (schedule=implicit, seed 2): running/missing",
+        "`5_explicit` (schedule=explicit, seed 2): failed: RuntimeError: CUDA out of memory",
+    ]
+
+
+def test_requeued_jobs_and_jobs_completed_over_several_attempts_are_listed(tmp_path):
+    attempt = {"started_at": "2026-11-23T10:00:00", "start_epoch": 0, "end_epoch": 3, "wall_time_s": 60.0}
+    requeued = result(status="requeued", attempts=[{**attempt, "status": "requeued"}])
+    resumed = result(seed=2, attempts=[{**attempt, "status": "requeued"}, {**attempt, "status": "completed"}])
+    write_job(tmp_path, "0", ["schedule=explicit", "seed=1"], requeued, num=0)
+    write_job(tmp_path, "1", ["schedule=explicit", "seed=2"], resumed, num=1)
+    scenarios = group_scenarios(load_jobs(tmp_path))
+    assert unfinished_notes(scenarios, tmp_path) == [
+        "`0` (schedule=explicit, seed 1): requeued",
+        "`1` (schedule=explicit, seed 2): completed in 2 attempts",
+    ]
+    [row] = scenario_rows(scenarios, tmp_path)
+    assert (row["completed"], row["requeued"]) == (1, 1)
+    assert [r["attempts"] for r in job_rows(scenarios, tmp_path)] == [1, 2]
+
+
+def test_gpu_hours_are_wall_time_times_devices_and_cpu_hours_wall_time_times_threads_times_processes(tmp_path):
+    gpu = {"accelerator": "gpu", "devices": 4, "num_nodes": 2, "cpu_threads": 8, "cuda_visible_devices": "0,1"}
+    cpu = {"accelerator": "cpu", "devices": 2, "num_nodes": 1, "cpu_threads": 3, "cuda_visible_devices": None}
+    write_job(tmp_path, "0", ["schedule=nofts", "seed=1"], result(wall_time_s=5400, hardware=gpu), num=0)
+    write_job(
+        tmp_path, "1", ["schedule=nofts", "seed=2"], result(wall_time_s=1800, hardware=gpu, status="failed"), num=1
+    )
+    write_job(tmp_path, "2", ["schedule=nofts", "seed=3"], num=2)  # running: nothing known yet
+    write_job(tmp_path, "3", ["schedule=explicit", "seed=1"], result(wall_time_s=600, hardware=cpu), num=3)
+    jobs = load_jobs(tmp_path)
+    assert compute_hours(jobs[0]) == {"gpu_hours": 6.0, "cpu_hours": None}
+    assert compute_hours(jobs[3]) == {"gpu_hours": None, "cpu_hours": pytest.approx(1.0)}
+    rows = rows_of(tmp_path)
+    assert rows["schedule=nofts"]["gpu_hours"] == 8.0  # the failed job's 2 GPU-hours count too
+    assert rows["schedule=nofts"]["cpu_hours"] is None
+    assert rows["schedule=nofts"]["wall_time_min_mean"] == 90.0  # the completed job only
+    assert "| 8 GPU-h |" in markdown_table([rows["schedule=nofts"]])
+    assert "| 1 CPU-h |" in markdown_table([rows["schedule=explicit"]])
+
+
+def test_phases_reached_from_reached_depth_or_in_older_files_the_phases_run():
+    assert phases_reached(result(reached_depth=2, final_depth=3)) == 3
+    two_phases = [{"depth": 0, "start_epoch": 0}, {"depth": 1, "start_epoch": 3}]
+    assert phases_reached(result(phases_run=two_phases)) == 2
+    assert phases_reached({}) is None
+
+
+def test_an_old_result_without_the_new_fields_still_makes_a_row(tmp_path):
+    old = result("explicit", 1, reached_depth=1, final_depth=2, test_acc=0.6, test_loss=0.6)
+    for field in ("overrides", "sweep", "hardware", "attempts", "history", "best"):
+        old.pop(field, None)
+    write_job(tmp_path, "old", overrides=None, payload=old)
+    [row] = rows_of(tmp_path).values()
+    assert (row["scenario"], row["completed"], row["test_acc_mean"]) == ("explicit", 1, 0.6)
+    assert (row["best_val_acc_mean"], row["phases_reached_mean"], row["phases_total"]) == (None, 2.0, 3)
+    assert (row["gpu_hours"], row["cpu_hours"]) == (None, None)
+    assert "| n/a | n/a |" in markdown_table([row])
+
+
+def test_the_per_job_rows_keep_every_job_with_its_scenario_label(fake_sweep):
+    rows = job_rows(group_scenarios(load_jobs(fake_sweep)), fake_sweep)
+    assert [(r["job"], r["scenario"], r["seed"], r["status"]) for r in rows] == [
+        ("0_nofts", "schedule=nofts", 1, "completed"),
+        ("1_nofts", "schedule=nofts", 2, "completed"),
+        ("2_implicit", "schedule=implicit", 1, "completed"),
+        ("3_implicit", "schedule=implicit", 2, "running/missing"),
+        ("4_explicit", "schedule=explicit", 1, "completed"),
+        ("5_explicit", "schedule=explicit", 2, "failed"),
+    ]
+    assert rows[5]["error"] == "RuntimeError: CUDA out of memory"
+    assert rows[0]["overrides"] == "+sweep=compare_schedules schedule=nofts seed=1"

@@ -1,0 +1,70 @@
+"""The sweep files of multirun_sweeps/: each is a multirun by itself, and every job it would launch composes and
+passes start-up validation, with the demo and with every other experiment. Running sweeps end to end is in
+tests/sweeps (local) and tests/slurm (through SLURM)."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.types import RunMode
+from omegaconf import OmegaConf
+
+from ftexp.conf_schema import validate_config
+from ftexp.config import CONFIG_DIR, job_dirname
+
+REPO = Path(__file__).resolve().parents[1]
+SWEEPS = sorted(path.stem for path in (CONFIG_DIR / "sweep").glob("*.yaml"))
+EXPERIMENTS = sorted(path.stem for path in (CONFIG_DIR / "experiment").glob("*.yaml"))
+
+
+def compose_sweep(sweep: str, *overrides: str):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose("config", overrides=[f"+sweep={sweep}", *overrides], return_hydra_config=True)
+
+
+def jobs_of(cfg) -> list[list[str]]:
+    """The override lists the basic sweeper makes from ``hydra.sweeper.params`` (a product of comma lists)."""
+    params = cfg.hydra.sweeper.params
+    axes = [[f"{key}={value}" for value in str(params[key]).split(",")] for key in params]
+    return [list(combo) for combo in itertools.product(*axes)]
+
+
+def test_multirun_sweeps_is_the_sweep_config_group():
+    assert (REPO / "multirun_sweeps").resolve() == (CONFIG_DIR / "sweep").resolve()
+    assert {"compare_schedules", "lr_reinit", "presets"} <= set(SWEEPS)
+
+
+@pytest.mark.parametrize("sweep", SWEEPS)
+def test_a_sweep_file_is_a_multirun_over_seeds_that_names_itself(sweep):
+    cfg = compose_sweep(sweep)
+    assert cfg.hydra.mode == RunMode.MULTIRUN, "python -m ftexp +sweep=... needs no -m"
+    assert cfg.sweep.name == sweep
+    assert len(str(cfg.hydra.sweeper.params.seed).split(",")) >= 3
+
+
+@pytest.mark.parametrize("sweep", SWEEPS)
+def test_every_job_of_every_sweep_composes_and_validates(sweep, tmp_path):
+    experiments = [None] if sweep == "offline_transfer" else [None, *EXPERIMENTS]
+    for experiment in experiments:
+        chosen = [f"experiment={experiment}"] if experiment else []
+        for job in jobs_of(compose_sweep(sweep, *chosen)):
+            cfg = compose_sweep(sweep, *chosen, *job, f"paths.output_dir={tmp_path}")
+            validate_config(cfg)
+            assert OmegaConf.select(cfg, "sweep.name") == sweep
+
+
+def test_compare_schedules_covers_the_baseline_and_both_kinds_of_schedule():
+    cfg = compose_sweep("compare_schedules")
+    assert str(cfg.hydra.sweeper.params.schedule).split(",") == ["nofts", "implicit", "explicit"]
+    assert len(jobs_of(cfg)) == 9
+
+
+def test_job_dirs_are_named_by_the_overrides_that_set_the_jobs_apart():
+    overrides = ["+sweep=compare_schedules", "hardware=slurm_cpu", "schedule=nofts", "seed=2", "hydra.verbose=true"]
+    assert job_dirname(overrides) == "schedule=nofts,seed=2"
+    assert job_dirname(["data.data_dir=/data/rte", "seed=1"]) == "data.data_dir=_data_rte,seed=1", "no nested dirs"
+    assert len(job_dirname([f"model.optimizer.lr={'1' * 300}"])) == 100
+    assert job_dirname(["+sweep=presets"]) == "job"
