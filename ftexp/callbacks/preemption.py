@@ -11,8 +11,10 @@ Three parties can react to a SLURM job's end-of-life signals; each signal gets e
 - ``SIGTERM`` (``scontrol requeue``, preemption without a user signal, ``scancel``): Lightning's own handler stops
   the loop at the next batch boundary with ``SIGTERMException``; this callback writes ``last.ckpt`` from
   ``on_exception`` before the process exits. SLURM requeues the job itself when it was asked to.
-- Lightning's SLURM auto-requeue (``SIGUSR1``): switched off by the ``hardware=slurm*`` options
-  (``SLURMEnvironment(auto_requeue=False)``), so it never races submitit for the same job.
+- Lightning's SLURM auto-requeue listens on ``SIGUSR1``, which submitit's jobs are not sent, and never takes a
+  signal that already has a handler; ``hardware=slurm_cpu`` also switches it off
+  (``SLURMEnvironment(auto_requeue=False)``; with DDP that plugin makes the Trainer unbuildable outside a SLURM
+  job, so ``hardware=slurm`` relies on the first two facts).
 
 A requeued job runs the same Hydra job again in the same directory, and :func:`ftexp.train.run` resumes from
 ``last.ckpt``: same phase, same early-stopping patience, same best checkpoint.
