@@ -114,6 +114,7 @@ class RunSchema:
     optimized_metric: str
     cpu_threads: int | None
     dry_run: bool
+    early_stopping_min_delta: float
     paths: PathsSchema
     model: Instantiable
     data: Instantiable

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 from pytorch_lightning.accelerators import CPUAccelerator
+from pytorch_lightning.callbacks import EarlyStopping
 from pytorch_lightning.strategies import DDPStrategy, SingleDeviceStrategy
 
 from ftexp.config import CONFIG_DIR
@@ -52,6 +53,14 @@ def test_lr_reinit_implicit_gives_every_later_phase_of_an_explicit_schedule_the_
     }
     assert {p.new_lr_scheduler.lr_scheduler_init.init_args["T_max"] for p in phases[1:]} == {4}, "lr_reinit's own"
     assert fts.reinit_lr is None, "carried by the schedule, as FinetuningScheduler accepts for explicit schedules"
+
+
+# ------------------------------------------------------------------ early stopping
+@pytest.mark.parametrize("schedule", ["nofts", "implicit", "implicit_naive", "explicit", "freeze"])
+def test_one_early_stopping_min_delta_applies_to_every_scenario_that_stops_early(tmp_path, schedule):
+    trainer = build(compose_config(tmp_path, f"schedule={schedule}", "early_stopping_min_delta=0.05")).trainer
+    (stopper,) = [cb for cb in trainer.callbacks if isinstance(cb, EarlyStopping)]
+    assert abs(stopper.min_delta) == 0.05  # Lightning stores it signed by the mode
 
 
 # ------------------------------------------------------------------ strategy and hardware

@@ -17,8 +17,8 @@ from tests.models.local_copies import (
 pytestmark = pytest.mark.usefixtures("datasets_cache_in_tmp")
 
 
-def test_the_data_group_has_the_synthetic_task_and_two_superglue_tasks():
-    assert {path.stem for path in (CONFIG_DIR / "data").glob("*.yaml")} == {"synthetic", "rte", "boolq"}
+def test_the_data_group_has_two_generated_tasks_and_two_superglue_tasks():
+    assert {path.stem for path in (CONFIG_DIR / "data").glob("*.yaml")} == {"synthetic", "transfer", "rte", "boolq"}
 
 
 @pytest.mark.parametrize("data", ["rte", "boolq"])

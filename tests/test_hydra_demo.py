@@ -38,7 +38,7 @@ OPTIONS = sorted((group, path.stem) for group in GROUPS for path in (CONFIG_DIR 
 OFFLINE_OPTIONS = [
     (group, option)
     for group, option in OPTIONS
-    if (group, option) in {("model", "tiny"), ("data", "synthetic"), ("experiment", "demo")}
+    if (group, option) in {("model", "tiny"), ("data", "synthetic"), ("data", "transfer"), ("experiment", "demo")}
     or group not in ("model", "data", "experiment")
 ]
 # options that only work together with another choice
@@ -71,6 +71,7 @@ def test_the_config_tree_has_every_group_of_this_slice():
     assert {option for group, option in OPTIONS if group == "schedule"} == {
         "nofts",
         "implicit",
+        "implicit_naive",
         "explicit",
         "freeze",
         "freeze_unfreeze",

@@ -30,7 +30,10 @@ from tests.models.local_copies import (
 
 MODELS = sorted(path.stem for path in (CONFIG_DIR / "model").glob("*.yaml") if path.stem != "tiny")
 SCHEDULES = PACKAGE_DIR / "ft_schedules"
-EXPERIMENTS = sorted(path.stem for path in (CONFIG_DIR / "experiment").glob("*.yaml") if path.stem != "demo")
+# the SuperGLUE experiments; demo and offline_transfer (tests/data/test_transfer_task.py) run offline as they are
+EXPERIMENTS = sorted(
+    path.stem for path in (CONFIG_DIR / "experiment").glob("*.yaml") if path.stem not in ("demo", "offline_transfer")
+)
 
 
 pytestmark = pytest.mark.usefixtures("datasets_cache_in_tmp")

@@ -25,10 +25,13 @@ def compose_sweep(sweep: str, *overrides: str):
         return compose("config", overrides=[f"+sweep={sweep}", *overrides], return_hydra_config=True)
 
 
-def jobs_of(cfg) -> list[list[str]]:
-    """The override lists the basic sweeper makes from ``hydra.sweeper.params`` (a product of comma lists)."""
+def jobs_of(cfg, seeds: bool = True) -> list[list[str]]:
+    """The override lists the basic sweeper makes from ``hydra.sweeper.params`` (a product of comma lists); with
+    ``seeds=False`` one per scenario (the first seed)."""
     params = cfg.hydra.sweeper.params
     axes = [[f"{key}={value}" for value in str(params[key]).split(",")] for key in params]
+    if not seeds:
+        axes = [axis[:1] if axis[0].startswith("seed=") else axis for axis in axes]
     return [list(combo) for combo in itertools.product(*axes)]
 
 
@@ -50,10 +53,23 @@ def test_every_job_of_every_sweep_composes_and_validates(sweep, tmp_path):
     experiments = [None] if sweep == "offline_transfer" else [None, *EXPERIMENTS]
     for experiment in experiments:
         chosen = [f"experiment={experiment}"] if experiment else []
-        for job in jobs_of(compose_sweep(sweep, *chosen)):
+        for job in jobs_of(compose_sweep(sweep, *chosen), seeds=False):  # the seed changes no rule
             cfg = compose_sweep(sweep, *chosen, *job, f"paths.output_dir={tmp_path}")
             validate_config(cfg)
             assert OmegaConf.select(cfg, "sweep.name") == sweep
+
+
+@pytest.mark.parametrize("sweep", SWEEPS)
+def test_the_jobs_write_where_the_end_of_sweep_summary_looks(sweep):
+    """Hydra resolves hydra.sweep.dir once for the sweep (the summary callback reads it) and once per job (where the
+    job writes): both must name the same directory, even when a job's `name` differs from the sweep's."""
+    master = compose_sweep(sweep)
+    for job in jobs_of(master, seeds=False):
+        assert (
+            Path(compose_sweep(sweep, *job).hydra.sweep.dir).parent
+            == Path(master.hydra.sweep.dir).parent
+            == Path("multirun", sweep)
+        )
 
 
 def test_compare_schedules_covers_the_baseline_and_both_kinds_of_schedule():

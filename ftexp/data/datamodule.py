@@ -1,8 +1,8 @@
 """``PairClassificationDataModule``: sentence-pair classification (RTE-style) from the synthetic task, the hub or a
-local copy.
+local copy, and single-sentence classification (the offline transfer task).
 
-Every source ends up as the same thing: per split, two text columns and an integer label (see
-:mod:`ftexp.data.tasks`), tokenized as a pair and padded per batch to the longest example.
+Every source ends up as the same thing: per split, one or two text columns and an integer label (see
+:mod:`ftexp.data.tasks`), tokenized as a single sentence or a pair and padded per batch to the longest example.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from ftexp.data.synthetic import SPLITS, SyntheticPairs, build_tokenizer
+from ftexp.data.generated import SPLITS
 from ftexp.data.tasks import TASKS, load_task_columns
 from ftexp.hub import HubUnavailableError, require_hub, resolve_pretrained, unavailable_message
 
@@ -54,15 +54,17 @@ class PadToLongest:
 
 
 class PairClassificationDataModule(pl.LightningDataModule):
-    """Train/validation/test loaders for a sentence-pair classification task.
+    """Train/validation/test loaders for a sentence-pair (or single-sentence) classification task.
 
     Args:
-        task: ``synthetic`` (generated offline), ``rte`` or ``boolq`` (SuperGLUE, from the hub or a local copy).
+        task: ``synthetic`` (pairs) or ``transfer`` (single sentences with held-out sentiment words), both generated
+            offline; ``rte`` or ``boolq`` (SuperGLUE, from the hub or a local copy).
         tokenizer: a hub id, local directory or ``pkg://<package>/<folder>`` for ``AutoTokenizer`` (the configs
             default it to the model's ``pretrained``, so model and data share one tokenizer); ``None`` builds the
-            synthetic task's own word-level tokenizer (synthetic task only).
+            generated task's own word-level tokenizer (generated tasks only).
         max_seq_length: pairs are truncated to this many tokens (longest segment first).
-        synthetic: arguments of :class:`~ftexp.data.synthetic.SyntheticPairs` (sizes and data seed).
+        synthetic: arguments of a generated task's generator (sizes and data seed):
+            :class:`~ftexp.data.synthetic.SyntheticPairs` or :class:`~ftexp.data.transfer.HeldOutSentiment`.
         dataset_path / dataset_name: override the task's ``load_dataset`` arguments, e.g. a local folder of
             parquet/json/csv files.
         data_dir: a local copy, no hub access: ``train``/``validation``/``test`` files (``.jsonl``, ``.json`` or
@@ -91,13 +93,16 @@ class PairClassificationDataModule(pl.LightningDataModule):
         super().__init__()
         if task not in TASKS:
             raise ValueError(f"data.task: unknown task {task!r}; known tasks: {', '.join(TASKS)}")
-        if task != "synthetic" and tokenizer is None:
+        generated = [name for name, spec in TASKS.items() if spec.generator is not None]
+        if task not in generated and tokenizer is None:
             raise ValueError(
                 f"data.tokenizer: task {task!r} needs a pretrained tokenizer; a model with `pretrained` (e.g. "
                 "model=minilm) provides its own, or set data.tokenizer=<hub id or local directory>"
             )
-        if synthetic is not None and task != "synthetic":
-            raise ValueError(f"data.synthetic: only used by the synthetic task, not by {task!r}")
+        if synthetic is not None and task not in generated:
+            raise ValueError(
+                f"data.synthetic: only used by the generated tasks ({', '.join(generated)}), not by {task!r}"
+            )
         self.task_name = task
         self.task = TASKS[task]
         self.tokenizer_source = tokenizer
@@ -105,7 +110,7 @@ class PairClassificationDataModule(pl.LightningDataModule):
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = num_workers
-        self.synthetic = SyntheticPairs(**(synthetic or {})) if task == "synthetic" else None
+        self.synthetic = self.task.generator(**(synthetic or {})) if self.task.generator is not None else None
         self.dataset_path = dataset_path
         self.dataset_name = dataset_name
         self.data_dir = data_dir
@@ -118,7 +123,7 @@ class PairClassificationDataModule(pl.LightningDataModule):
 
     def _build_tokenizer(self) -> PreTrainedTokenizerBase:
         if self.tokenizer_source is None:
-            return build_tokenizer(self.max_seq_length)
+            return self.task.word_tokenizer(self.max_seq_length)
         what = f"tokenizer {self.tokenizer_source!r}"
         hint = (
             "Point data.tokenizer at a local directory holding the tokenizer files; the configs default it to "
@@ -139,11 +144,9 @@ class PairClassificationDataModule(pl.LightningDataModule):
         if self.datasets:
             return
         columns = self._load_columns()
-        first, second = self.task.text_fields
         for split, data in columns.items():
-            encodings = self.tokenizer(
-                data[first], data[second], truncation="longest_first", max_length=self.max_seq_length
-            )
+            texts = [data[field] for field in self.task.text_fields]  # one column, or a pair
+            encodings = self.tokenizer(*texts, truncation="longest_first", max_length=self.max_seq_length)
             fields = {key: encodings[key] for key in self.tokenizer.model_input_names if key in encodings}
             self.datasets[split] = EncodedPairs(fields, [int(label) for label in data[self.task.label_field]])
 

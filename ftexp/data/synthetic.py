@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import ClassVar
 
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
+
+from ftexp.data.generated import SPECIAL_TOKENS, GeneratedSplits, word_level_tokenizer
 
 CATEGORIES: dict[str, tuple[str, ...]] = {
     "animal": ("cat", "dog", "horse", "bird", "fish", "mouse", "sheep", "goat"),
@@ -36,8 +38,6 @@ VERBS = ("sees", "follows", "passes", "finds", "holds", "watches")
 HYPOTHESES = {1: "there is a {}", 2: "there are two {}s", 3: "there are three {}s"}
 FUNCTION_WORDS = ("the", "and", "there", "is", "are", "a", "two", "three")
 LABEL_NAMES = ("entailment", "not_entailment")
-SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]")
-SPLITS = ("train", "validation", "test")
 
 
 @dataclass(frozen=True)
@@ -48,32 +48,21 @@ class PairExample:
 
 
 @dataclass(frozen=True)
-class SyntheticPairs:
+class SyntheticPairs(GeneratedSplits):
     """Split sizes and the data seed. Each split has its own random stream, so resizing one leaves the others
     unchanged; the seed is independent of the training seed, so every training seed sees the same data."""
 
+    task: ClassVar[str] = "synthetic task"
     n_train: int = 4000
     n_validation: int = 500
     n_test: int = 500
     seed: int = 0
 
-    def __post_init__(self) -> None:
-        for split in SPLITS:
-            size = self.size(split)
-            if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-                raise ValueError(f"synthetic task: n_{split} must be a positive integer, got {size!r}")
-
-    def size(self, split: str) -> int:
-        return {"train": self.n_train, "validation": self.n_validation, "test": self.n_test}[split]
-
     def split(self, split: str) -> list[PairExample]:
-        if split not in SPLITS:
-            raise ValueError(f"synthetic task: unknown split {split!r}; splits are {', '.join(SPLITS)}")
+        self.size(split)  # an unknown split fails here
         # A string seed is hashed with SHA-512 by `random`, so the stream is the same in every process.
         rng = random.Random(f"ftexp-synthetic-pairs/{self.seed}/{split}")
-        labels = [i % 2 for i in range(self.size(split))]
-        rng.shuffle(labels)
-        return [make_example(rng, label) for label in labels]
+        return [make_example(rng, label) for label in self.balanced_labels(split, rng)]
 
 
 def make_example(rng: random.Random, label: int) -> PairExample:
@@ -106,22 +95,5 @@ def vocabulary() -> list[str]:
 
 def build_tokenizer(max_length: int) -> PreTrainedTokenizerFast:
     """A word-level BERT-style tokenizer over :func:`vocabulary`: ``[CLS] premise [SEP] hypothesis [SEP]`` with
-    token type ids 0/1; unknown words map to ``[UNK]``. Built in memory in milliseconds."""
-    vocab = {token: index for index, token in enumerate(vocabulary())}
-    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
-    backend.normalizer = normalizers.Lowercase()
-    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    backend.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]",
-        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        pad_token="[PAD]",
-        unk_token="[UNK]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        model_max_length=max_length,
-        model_input_names=["input_ids", "token_type_ids", "attention_mask"],
-    )
+    token type ids 0/1; unknown words map to ``[UNK]``."""
+    return word_level_tokenizer(vocabulary(), max_length)

@@ -1,7 +1,9 @@
-"""The pair-classification tasks and where their examples come from.
+"""The classification tasks and where their examples come from.
 
-A task names its two text columns, its label column and its labels, and the hub dataset holding it. Examples come
-from one of three sources, and each ends up as plain columns per split (two texts and an integer label):
+A task names its text columns (two for a pair task, one for a single-sentence task), its label column and its
+labels, and the hub dataset holding it or the generator that makes it offline (``synthetic``, ``transfer``).
+Examples come from one of three sources, and each ends up as plain columns per split (the texts and an integer
+label):
 
 - the hub: ``load_dataset(path, name)``, e.g. ``aps/super_glue`` / ``rte``;
 - local files: ``data_dir`` holding ``train``, ``validation`` (or ``val``) and optionally ``test`` as ``.jsonl``,
@@ -21,12 +23,14 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ftexp.data.synthetic import LABEL_NAMES
+from transformers import PreTrainedTokenizerBase
+
+from ftexp.data import synthetic, transfer
 from ftexp.hub import HubUnavailableError, require_hub, unavailable_message
 
 log = logging.getLogger(__name__)
@@ -41,13 +45,18 @@ Columns = dict[str, list]
 
 @dataclass(frozen=True)
 class PairTask:
-    """Column names, label names (in label-id order) and the default hub source of a pair task."""
+    """Column names, label names (in label-id order) and the default hub source of a pair task (or of a
+    single-sentence task: one text field). A task generated offline has a ``generator`` instead (a class built
+    from ``data.synthetic``, i.e. split sizes and data seed, whose ``split(name)`` returns examples with the task's
+    columns as attributes) and a ``word_tokenizer`` (its own tokenizer, for models without a pretrained one)."""
 
-    text_fields: tuple[str, str]
+    text_fields: tuple[str, ...]
     label_field: str
     label_names: tuple[str, ...]
     hub_path: str | None = None
     hub_name: str | None = None
+    generator: Callable[..., Any] | None = None
+    word_tokenizer: Callable[[int], PreTrainedTokenizerBase] | None = None
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -55,7 +64,20 @@ class PairTask:
 
 
 TASKS: dict[str, PairTask] = {
-    "synthetic": PairTask(("premise", "hypothesis"), "label", LABEL_NAMES),
+    "synthetic": PairTask(
+        ("premise", "hypothesis"),
+        "label",
+        synthetic.LABEL_NAMES,
+        generator=synthetic.SyntheticPairs,
+        word_tokenizer=synthetic.build_tokenizer,
+    ),
+    "transfer": PairTask(
+        ("sentence",),
+        "label",
+        transfer.LABEL_NAMES,
+        generator=transfer.HeldOutSentiment,
+        word_tokenizer=transfer.build_tokenizer,
+    ),
     "rte": PairTask(("premise", "hypothesis"), "label", ("entailment", "not_entailment"), "aps/super_glue", "rte"),
     "boolq": PairTask(("question", "passage"), "label", ("False", "True"), "aps/super_glue", "boolq"),
 }

@@ -1,0 +1,68 @@
+"""What the generated tasks (:mod:`ftexp.data.synthetic`, :mod:`ftexp.data.transfer`) share: split sizes checked up
+front, and a word-level tokenizer for the models trained from scratch on them."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+from transformers import PreTrainedTokenizerFast
+
+SPLITS = ("train", "validation", "test")
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]")
+
+
+@dataclass(frozen=True)
+class GeneratedSplits:
+    """Split sizes and the data seed of a generated task; subclasses give their own defaults and ``task``, the
+    name their errors start with."""
+
+    task: ClassVar[str] = "generated task"
+    n_train: int
+    n_validation: int
+    n_test: int
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for split in SPLITS:
+            size = self.size(split)
+            if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+                raise ValueError(f"{self.task}: n_{split} must be a positive integer, got {size!r}")
+
+    def size(self, split: str) -> int:
+        if split not in SPLITS:
+            raise ValueError(f"{self.task}: unknown split {split!r}; splits are {', '.join(SPLITS)}")
+        return {"train": self.n_train, "validation": self.n_validation, "test": self.n_test}[split]
+
+    def balanced_labels(self, split: str, rng: random.Random) -> list[int]:
+        """0 and 1 alternately, shuffled: every split is balanced by construction."""
+        labels = [i % 2 for i in range(self.size(split))]
+        rng.shuffle(labels)
+        return labels
+
+
+def word_level_tokenizer(vocabulary: Sequence[str], max_length: int) -> PreTrainedTokenizerFast:
+    """A BERT-style tokenizer over whole words (``vocabulary`` starts with :data:`SPECIAL_TOKENS`, so [PAD] is
+    id 0): ``[CLS] a [SEP]``, or ``[CLS] a [SEP] b [SEP]`` with token type ids 0/1; unknown words map to [UNK].
+    Built in memory in milliseconds."""
+    vocab = {token: index for index, token in enumerate(vocabulary)}
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
+    backend.normalizer = normalizers.Lowercase()
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    backend.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        model_max_length=max_length,
+        model_input_names=["input_ids", "token_type_ids", "attention_mask"],
+    )

@@ -1,0 +1,189 @@
+"""A deterministic, offline sentence-classification task that a model can only solve on its test split by using
+what it learned in pretraining.
+
+Each example is one English sentence evaluating something neutral, labelled 0 = negative or 1 = positive (balanced
+in every split). A *plain* sentence has one or two sentiment words of its label ("my sister said the concert was
+really {word}"). A *contrastive* sentence (a fraction ``contrast`` of them) has one word of each polarity and a
+verdict that overrides a first impression: "i thought the meal would be {other} but it was {word}", "the film was
+{word} even though the critic had called it {other}"; its label is the verdict's. Which word is the verdict is
+told by the template (learnable from the training split); whether that word is positive or negative is not. Every
+other word -- templates, nouns, speakers, adverbs, time phrases -- is shared by both labels and all splits and drawn
+independently of the label. There is no negation, so a word's polarity never flips.
+
+The contrastive sentences are there because plain held-out sentiment is solved by the pretrained features as they
+are: a linear classifier on frozen all-MiniLM-L6-v2 features already scores ~1.0 on the plain test sentences, so
+thawing more of the encoder could not show. With both polarities in a sentence, the word-polarity knowledge from
+pretraining has to be combined with a rule learnt from the training split, which the frozen features do not
+encode (a linear probe on them drops to 0.7-0.78 at ``contrast=0.5``) but fine-tuning the encoder learns (~1.0):
+how much of the encoder a schedule thaws, and when, shows in the test accuracy.
+
+Why it measures transfer: the sentiment words are split into three disjoint vocabularies, one per split
+(:data:`LABEL_WORDS`). The test sentences' sentiment words never occur in a training sentence, so whatever the
+classifier learns from the few hundred labelled examples is about *other* words. A model without pretraining has
+never seen a test sentiment word in any labelled context: its embedding is a random vector that carries no label
+information, and it scores near chance on test however well it fits train. A pretrained encoder has already placed
+"amazing" near "excellent" and "horrible" near "awful", so what it learns about the training words carries over.
+The validation words are a third set, so early stopping and checkpoint selection on ``val_loss`` also reward
+transfer rather than memorizing the training words. The word lists were dealt from one list per polarity ordered
+by roughly how common the words are (train, validation, train, test, ...), so the three splits are about equally
+hard; every word is a single wordpiece in the BERT uncased vocabulary (all-MiniLM-L6-v2 included), so no split
+differs from another in length or tokenization.
+
+The word-level tokenizer (:func:`build_tokenizer`, for models trained from scratch) knows the words of all three
+splits: a test word gets its own (untrained) embedding instead of ``[UNK]``. Mapping unseen words to ``[UNK]``
+would erase them from the input and handicap the from-scratch baseline by construction; with their own ids the
+baseline sees exactly the same sentences as the pretrained model and fails only for lack of prior knowledge.
+
+Example::
+
+    task = HeldOutSentiment(n_train=8, n_validation=4, n_test=4, seed=0)
+    task.split("test")[0]
+    # SentenceExample(sentence='a colleague expected the trip to be weak but it was simply exciting', label=1)
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import ClassVar
+
+from transformers import PreTrainedTokenizerFast
+
+from ftexp.data.generated import SPECIAL_TOKENS, SPLITS, GeneratedSplits, word_level_tokenizer
+
+LABEL_NAMES = ("negative", "positive")
+NEGATIVE, POSITIVE = 0, 1
+# {split: {label: sentiment words}}: pairwise disjoint across splits, 24/12/12 words per polarity
+LABEL_WORDS: dict[str, dict[int, tuple[str, ...]]] = {
+    "train": {
+        POSITIVE: (
+            "good", "nice", "perfect", "excellent", "lovely", "brilliant", "pleasant", "impressive",
+            "remarkable", "enjoyable", "superb", "gorgeous", "stunning", "exceptional", "splendid", "memorable",
+            "satisfying", "glorious", "exquisite", "refreshing", "delicious", "cheerful", "dazzling", "sublime",
+        ),
+        NEGATIVE: (
+            "bad", "awful", "poor", "ugly", "annoying", "dull", "disgusting", "useless",
+            "miserable", "dreadful", "painful", "lame", "irritating", "unbearable", "sloppy", "rotten",
+            "awkward", "messy", "stale", "foul", "dumb", "faulty", "inadequate", "dirty",
+        ),
+    },
+    "validation": {
+        POSITIVE: (
+            "great", "wonderful", "fantastic", "incredible", "outstanding", "terrific",
+            "fabulous", "magnificent", "entertaining", "flawless", "comfortable", "stellar",
+        ),
+        NEGATIVE: (
+            "terrible", "boring", "disappointing", "pathetic", "unpleasant", "rude",
+            "hideous", "filthy", "clumsy", "vile", "flawed", "uncomfortable",
+        ),
+    },
+    "test": {
+        POSITIVE: (
+            "beautiful", "amazing", "awesome", "exciting", "delightful", "charming",
+            "elegant", "spectacular", "marvelous", "thrilling", "inspiring", "ideal",
+        ),
+        NEGATIVE: (
+            "horrible", "stupid", "nasty", "ridiculous", "frustrating", "worthless",
+            "inferior", "bland", "gross", "offensive", "defective", "weak",
+        ),
+    },
+}  # fmt: skip
+# {word} and {word2} are sentiment words of the sentence's label; the rest is neutral filler
+TEMPLATES = (
+    "the {noun} was {adverb}{word}",
+    "the {noun} is {adverb}{word}",
+    "{speaker} said the {noun} was {adverb}{word}",
+    "{speaker} thought the {noun} was {adverb}{word}",
+    "{speaker} described the {noun} as {adverb}{word}",
+    "i found the {noun} {adverb}{word}",
+    "we all agreed that the {noun} was {adverb}{word}",
+    "the {noun} turned out {adverb}{word}",
+    "the whole {noun} seemed {adverb}{word}",
+    "everything about the {noun} was {adverb}{word}",
+    "i still remember how {word} the {noun} was",
+    "the {noun} was {adverb}{word} and the {noun2} was {word2}",
+    "{speaker} found the {noun} {word} and {adverb}{word2}",
+)
+# contrastive templates: {word} (the label's polarity) is the verdict, {other} (the opposite polarity) is not
+CONTRAST_TEMPLATES = (
+    "i thought the {noun} would be {other} but it was {adverb}{word}",
+    "{speaker} expected the {noun} to be {other} but it was {adverb}{word}",
+    "the {noun} seemed {other} at first but it turned out {adverb}{word}",
+    "everyone said the {noun} was {other} but i found it {adverb}{word}",
+    "the {noun} was {adverb}{word} even though {speaker} had called it {other}",
+    "the {noun} turned out {adverb}{word} although it looked {other}",
+)
+NOUNS = (
+    "movie", "book", "meal", "dinner", "hotel", "room", "trip", "show", "concert", "game", "song", "album",
+    "phone", "car", "class", "lecture", "party", "restaurant", "service", "coffee", "play", "museum", "garden",
+    "flight", "story", "camera", "course", "match", "performance", "festival", "interview", "apartment",
+)  # fmt: skip
+SPEAKERS = (
+    "my friend", "my sister", "my brother", "the critic", "our neighbor", "the teacher", "my boss", "everyone",
+    "the manager", "a colleague", "the guide", "our host",
+)  # fmt: skip
+ADVERBS = ("really", "very", "quite", "truly", "rather", "so", "simply", "just")
+TIMES = ("yesterday", "last week", "on sunday", "this morning", "in the end", "recently", "overall", "today")
+
+
+@dataclass(frozen=True)
+class SentenceExample:
+    sentence: str
+    label: int
+
+
+@dataclass(frozen=True)
+class HeldOutSentiment(GeneratedSplits):
+    """Split sizes and the data seed. Each split has its own random stream, so resizing one leaves the others
+    unchanged; the seed is independent of the training seed, so every training seed sees the same data. The
+    sentiment words of each split are fixed (:data:`LABEL_WORDS`): the seed changes the sentences, never which
+    words are held out."""
+
+    task: ClassVar[str] = "transfer task"
+    n_train: int = 256
+    n_validation: int = 128
+    n_test: int = 512
+    seed: int = 0
+    contrast: float = 0.5  # the fraction of contrastive sentences (0: plain held-out sentiment)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if isinstance(self.contrast, bool) or not isinstance(self.contrast, int | float) or not 0 <= self.contrast <= 1:
+            raise ValueError(f"transfer task: contrast must be a fraction between 0 and 1, got {self.contrast!r}")
+
+    def split(self, split: str) -> list[SentenceExample]:
+        self.size(split)  # an unknown split fails here
+        # A string seed is hashed with SHA-512 by `random`, so the stream is the same in every process.
+        rng = random.Random(f"ftexp-held-out-sentiment/{self.seed}/{split}")
+        labels = self.balanced_labels(split, rng)
+        return [make_example(rng, LABEL_WORDS[split], label, self.contrast) for label in labels]
+
+
+def make_example(rng: random.Random, words: dict[int, tuple[str, ...]], label: int, contrast: float) -> SentenceExample:
+    """A plain sentence with one or two sentiment words of ``label``, or (with probability ``contrast``) a
+    contrastive one whose verdict has the polarity of ``label``, in a random template with neutral filler and,
+    sometimes, a time phrase in front. ``words`` are the sentiment words of one split, by label."""
+    first, second = rng.sample(words[label], 2)
+    other = rng.choice(words[1 - label])
+    noun, noun2 = rng.sample(NOUNS, 2)
+    adverb = f"{rng.choice(ADVERBS)} " if rng.random() < 0.5 else ""
+    templates = CONTRAST_TEMPLATES if rng.random() < contrast else TEMPLATES
+    sentence = rng.choice(templates).format(
+        noun=noun, noun2=noun2, speaker=rng.choice(SPEAKERS), adverb=adverb, word=first, word2=second, other=other
+    )
+    if rng.random() < 0.3:
+        sentence = f"{rng.choice(TIMES)} {sentence}"
+    return SentenceExample(sentence, label)
+
+
+def vocabulary() -> list[str]:
+    """Every token the task can produce in any split, special tokens first ([PAD] is id 0), in a fixed order."""
+    filler = " ".join((*TEMPLATES, *CONTRAST_TEMPLATES, *NOUNS, *SPEAKERS, *ADVERBS, *TIMES)).split()
+    neutral = sorted({word for word in filler if not word.startswith("{")})
+    sentiment = [word for split in SPLITS for label in (NEGATIVE, POSITIVE) for word in LABEL_WORDS[split][label]]
+    return [*SPECIAL_TOKENS, *neutral, *sentiment]
+
+
+def build_tokenizer(max_length: int) -> PreTrainedTokenizerFast:
+    """A word-level BERT-style tokenizer over :func:`vocabulary`: ``[CLS] sentence [SEP]``, token type ids 0."""
+    return word_level_tokenizer(vocabulary(), max_length)
