@@ -37,15 +37,18 @@ def start_sweep(root: Path, *overrides: str) -> tuple[subprocess.Popen, Path]:
     return subprocess.Popen(command, cwd=root, stdout=log, stderr=subprocess.STDOUT), sweep_dir
 
 
-def wait_for(condition, what: str, timeout_s: float = TIMEOUT_S, process: subprocess.Popen | None = None):
+def wait_for(condition, what: str, process: subprocess.Popen, timeout_s: float = TIMEOUT_S):
+    """Check ``condition`` once a second while the sweep runs (the wait ends early if the sweep does)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         found = condition()
         if found:
             return found
-        if process is not None and process.poll() is not None:
-            pytest.fail(f"the sweep ended (exit status {process.returncode}) before {what}")
-        time.sleep(1)
+        try:
+            process.wait(timeout=1)
+        except subprocess.TimeoutExpired:
+            continue
+        pytest.fail(f"the sweep ended (exit status {process.returncode}) before {what}")
     pytest.fail(f"timed out waiting for {what}")
 
 
@@ -88,7 +91,7 @@ def assert_one_run(result: dict) -> None:
 
 def test_a_job_requeued_mid_run_resumes_at_its_phase_and_finishes_as_one_run(tmp_path):
     process, sweep_dir = start_sweep(tmp_path, "trainer.max_epochs=10")
-    wait_for(lambda: "phase 1/2" in train_log(sweep_dir), "phase 1 to start", process=process)
+    wait_for(lambda: "phase 1/2" in train_log(sweep_dir), "phase 1 to start", process)
     (job_id,) = job_ids(sweep_dir)
     subprocess.run(["scontrol", "requeue", job_id], check=True, capture_output=True)
 
