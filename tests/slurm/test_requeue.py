@@ -6,12 +6,15 @@ boundary, SLURM (or submitit) requeues it, and the next attempt resumes from its
 - a time limit with ``--signal=USR2@<s>`` (submitit's ``signal_delay_s``): PreemptionCheckpoint takes the signal,
   saves at the next batch, and hands it to submitit, which requeues the job (``max_num_timeout`` times at most).
 
-Each test runs one job of the demo experiment (explicit 3-phase schedule) through ``hardware=slurm_cpu``.
+Each test runs one job of the demo experiment (explicit 3-phase schedule) through ``hardware=slurm_cpu``. Its first
+attempt waits in phase 1 until it is signalled (tests/slurm/hold.py): the demo trains faster than a SLURM time limit
+can be set, and a requeue must not race the job's end.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -19,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+REPO_ROOT = Path(__file__).parents[2]
 ONE_JOB = [
     "-m",
     "hardware=slurm_cpu",
@@ -26,6 +30,7 @@ ONE_JOB = [
     "hardware.mem_gb=2",
     "trainer.enable_progress_bar=false",
     "test=false",
+    "+callbacks.hold._target_=tests.slurm.hold.HoldFirstAttemptUntilSignalled",
 ]
 TIMEOUT_S = 480
 
@@ -34,7 +39,9 @@ def start_sweep(root: Path, *overrides: str) -> tuple[subprocess.Popen, Path]:
     sweep_dir = root / "sweep"
     log = (root / "sweep.log").open("w")
     command = [sys.executable, "-m", "ftexp", *ONE_JOB, f"hydra.sweep.dir={sweep_dir}", *overrides]
-    return subprocess.Popen(command, cwd=root, stdout=log, stderr=subprocess.STDOUT), sweep_dir
+    # sbatch exports the submitting environment: the job imports the hold callback from this checkout
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    return subprocess.Popen(command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT), sweep_dir
 
 
 def wait_for(condition, what: str, process: subprocess.Popen, timeout_s: float = TIMEOUT_S):
@@ -91,7 +98,7 @@ def assert_one_run(result: dict) -> None:
 
 def test_a_job_requeued_mid_run_resumes_at_its_phase_and_finishes_as_one_run(tmp_path):
     process, sweep_dir = start_sweep(tmp_path, "trainer.max_epochs=10")
-    wait_for(lambda: "phase 1/2" in train_log(sweep_dir), "phase 1 to start", process)
+    wait_for(lambda: "hold: phase 1" in train_log(sweep_dir), "the job to wait in phase 1", process)
     (job_id,) = job_ids(sweep_dir)
     subprocess.run(["scontrol", "requeue", job_id], check=True, capture_output=True)
 
@@ -104,9 +111,9 @@ def test_a_job_requeued_mid_run_resumes_at_its_phase_and_finishes_as_one_run(tmp
 
 
 def test_a_time_limit_with_a_signal_leads_to_a_checkpoint_and_a_requeue_that_finishes_the_job(tmp_path):
-    # 1 minute per attempt, SIGUSR2 about 35 s before it: the demo's 14 epochs need more than one attempt
+    # 1 minute per attempt, SIGUSR2 about 35 s before it; the first attempt waits for it in phase 1
     process, sweep_dir = start_sweep(
-        tmp_path, "hardware.timeout_min=1", "hydra.launcher.signal_delay_s=35", "trainer.max_epochs=14"
+        tmp_path, "hardware.timeout_min=1", "hydra.launcher.signal_delay_s=35", "trainer.max_epochs=10"
     )
 
     result = finish(process, tmp_path, sweep_dir)
