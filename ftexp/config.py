@@ -1,4 +1,5 @@
-"""The packaged Hydra config tree, the resolver its files use, and the one helper that instantiates config nodes.
+"""The packaged Hydra config tree, the resolvers its files use, the one helper that instantiates config nodes, and
+the rule saying which overrides tell the jobs of a sweep apart (job dir names and the sweep summary share it).
 
 Importing this module registers two resolvers:
 
@@ -29,10 +30,29 @@ def package_file(relative: str) -> str:
     return str(path)
 
 
-# overrides that do not tell the jobs of one sweep apart (the sweep file, where the jobs run)
-_SAME_FOR_EVERY_JOB = re.compile(r"^[+~]*(sweep|hardware|hydra)([.=/]|$)")
+# config groups and keys every job of a sweep shares: the sweep file, where the jobs run, Hydra's own settings
+_SAME_FOR_EVERY_JOB = frozenset({"sweep", "hardware", "hydra"})
 _UNSAFE_IN_DIRNAME = re.compile(r"[^\w.,=+-]")
 MAX_DIRNAME = 100
+
+
+def override_key(override: str) -> str:
+    """The key an override sets, however it adds, forces or deletes it: ``++trainer.max_epochs=3`` ->
+    ``trainer.max_epochs``, ``~logger`` -> ``logger``, ``hydra/launcher=x`` -> ``hydra/launcher``. Rules about
+    overrides compare keys, so that ``+seed=1`` and ``seed=1`` are one thing."""
+    return str(override).lstrip("+~").partition("=")[0].strip()
+
+
+def varies_between_jobs(override: str) -> bool:
+    """Whether an override can tell the jobs of one sweep apart. The sweep file (``+sweep=...``), the hardware
+    (``hardware=slurm``, ``hardware.partition=gpu``) and Hydra's settings (``hydra.sweep.dir=...``,
+    ``hydra/launcher=...``) are the same for every job, so they neither name a job dir nor make a scenario.
+
+    The rule looks at the key's first part (up to a ``.`` or ``/``): ``hardware_profile=a`` is another key, which may
+    well vary.
+    """
+    first_part = re.split(r"[./]", override_key(override), maxsplit=1)[0]
+    return first_part not in _SAME_FOR_EVERY_JOB
 
 
 def job_dirname(overrides: Iterable[str]) -> str:
@@ -40,7 +60,7 @@ def job_dirname(overrides: Iterable[str]) -> str:
     overrides that can differ between the jobs of a sweep, made safe for a file name (a ``/`` in a value would
     otherwise nest directories) and cut to a readable length. Hydra's job number goes in front of it in
     ``hydra.sweep.subdir``, which keeps names unique however long or alike the overrides are."""
-    kept = [str(item) for item in overrides if not _SAME_FOR_EVERY_JOB.match(str(item))]
+    kept = [str(item) for item in overrides if varies_between_jobs(str(item))]
     name = _UNSAFE_IN_DIRNAME.sub("_", ",".join(kept))
     return name[:MAX_DIRNAME] or "job"
 

@@ -1,10 +1,11 @@
-"""What a run leaves behind for the sweep summary: per-epoch metrics and the ``result.json`` file."""
+"""What a run leaves behind for the sweep summary: per-epoch metrics and the ``result.json`` file, written (as the
+summary's own files are) by :func:`atomic_write` (defined in :mod:`ftexp.sweeps.files`, which does not import
+Lightning)."""
 
 from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import torch
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 
 from ftexp.callbacks import FinetuningScheduler
+from ftexp.sweeps.files import atomic_write
 
 
 class EpochMetrics(Callback):
@@ -104,6 +106,4 @@ def checkpoint_summary(best: ModelCheckpoint | None, last: Path) -> dict[str, An
 
 def write_json(path: Path, payload: Mapping[str, Any]) -> None:
     """Write atomically: a sweep summary reading the file never sees half of it."""
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    os.replace(partial, path)
+    atomic_write(path, lambda partial: partial.write_text(json.dumps(payload, indent=2, default=str) + "\n"))

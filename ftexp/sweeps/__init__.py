@@ -3,7 +3,8 @@
 ``python -m ftexp.summarize <sweep_dir>`` or, after every job of a sweep, the Hydra callback
 :class:`SummarizeSweep`. The pieces, one job each: :mod:`~ftexp.sweeps.runs` finds and loads the jobs,
 :mod:`~ftexp.sweeps.scenarios` groups them, :mod:`~ftexp.sweeps.table` aggregates, :mod:`~ftexp.sweeps.curves` reads
-the per-epoch curves, :mod:`~ftexp.sweeps.plots` draws them, :mod:`~ftexp.sweeps.report` writes the files.
+the per-epoch curves, :mod:`~ftexp.sweeps.plots` draws them, :mod:`~ftexp.sweeps.report` writes the files (each whole,
+through :mod:`~ftexp.sweeps.files`).
 """
 
 from ftexp.sweeps.callback import SummarizeSweep

@@ -105,10 +105,6 @@ def phase_starts(job: Job, curves: Curves | None = None) -> list[int]:
     ``finetuning_depth`` rises (which also covers attempts before a resume, and jobs still running)."""
     result = job.result or {}
     starts = {t["epoch"] for t in result.get("transitions") or [] if isinstance(t.get("epoch"), int)}
-    if "transitions" not in result:
-        starts |= {
-            p["start_epoch"] for p in (result.get("phases_run") or [])[1:] if isinstance(p.get("start_epoch"), int)
-        }
     depth = (curves.scalars if curves else {}).get("finetuning_depth", [])
     starts |= {epoch for (_, before), (epoch, after) in itertools.pairwise(depth) if after > before}
     return sorted(starts)

@@ -1,8 +1,9 @@
 """Figures of a sweep, drawn with matplotlib's object-oriented API (``Figure``, no pyplot): nothing global changes,
 so they work in a Hydra callback, a headless job and a notebook alike, and are written as PNG by the Agg canvas.
 
-- :func:`plot_validation_curves`: val loss and val acc by epoch, one colour per scenario: the mean over its jobs and,
-  with several, a band from the lowest to the highest value; dashed vertical lines where a later phase began.
+- :func:`plot_validation_curves`: val loss and val acc by epoch, one colour per scenario: the mean over its completed
+  jobs (all its jobs while none has completed, so that a running sweep has curves) and, with several, a band from the
+  lowest to the highest value; dashed vertical lines where a later phase began.
 - :func:`plot_learning_rates`: one panel per scenario, the learning rate of every parameter group by epoch (each
   job a thin line, a colour per LearningRateMonitor name), with the same phase lines.
 """
@@ -17,6 +18,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from ftexp.sweeps.curves import Curves, Points, phase_starts
+from ftexp.sweeps.files import atomic_write
+from ftexp.sweeps.runs import Job
 from ftexp.sweeps.scenarios import ScenarioSet
 
 VALIDATION_METRICS = ("val_loss", "val_acc")
@@ -27,6 +30,9 @@ def plot_validation_curves(
 ) -> Figure:
     """One panel per metric; every scenario's mean over its jobs, a min-max band, and its phase starts.
 
+    The jobs are the scenario's completed ones, as in the results table: a failed job's partial run would bias the
+    comparison. A scenario none of whose jobs has completed yet (a sweep still running) is drawn from all its jobs.
+
     A phase that begins at epoch *e* is drawn at *e* - 0.5: between the last validation of the previous phase and the
     first one of the new phase.
     """
@@ -35,18 +41,20 @@ def plot_validation_curves(
     colors = _colors(len(scenarios))
     for ax, metric in zip(axes, metrics, strict=True):
         for color, scenario in zip(colors, scenarios, strict=True):
-            series = [curves[job.dir].scalars.get(metric, []) for job in scenario.jobs if job.dir in curves]
+            jobs = scenario.completed or scenario.jobs
+            series = [curves[job.dir].scalars.get(metric, []) for job in jobs if job.dir in curves]
             epochs, means, lows, highs = _mean_band([points for points in series if points])
             if not epochs:
                 continue
             ax.plot(epochs, means, color=color, marker="o", markersize=3, label=scenario.label)
             if any(low != high for low, high in zip(lows, highs, strict=True)):
                 ax.fill_between(epochs, lows, highs, color=color, alpha=0.2, linewidth=0)
-            _mark_phases(ax, scenario, curves, color)
+            _mark_phases(ax, jobs, curves, color)
         ax.set(xlabel="epoch", ylabel=metric, title=metric)
         ax.grid(alpha=0.3)
-    _legend(axes[0], scenarios)
-    figure.suptitle("validation metrics (mean over seeds, band: min-max; dashed: a phase begins)", fontsize=10)
+    _legend(axes[0])
+    seeds = "mean over the completed seeds, or all while none has"
+    figure.suptitle(f"validation metrics ({seeds}; band: min-max; dashed: a phase begins)", fontsize=10)
     return figure
 
 
@@ -68,7 +76,7 @@ def plot_learning_rates(scenarios: ScenarioSet, curves: dict[Path, Curves]) -> F
                 values += [lr for _, lr in points]
         if values and min(values) > 0:
             ax.set_yscale("log")
-        _mark_phases(ax, scenario, curves, "gray")
+        _mark_phases(ax, scenario.jobs, curves, "gray")
         ax.set(xlabel="epoch", ylabel="learning rate", title=scenario.label)
         ax.grid(alpha=0.3)
         if tags:
@@ -83,13 +91,11 @@ def plot_learning_rates(scenarios: ScenarioSet, curves: dict[Path, Curves]) -> F
 
 
 def save_figure(figure: Figure, path: str | os.PathLike) -> Path:
-    """Write ``figure`` as PNG (through a temporary file: a reader never sees half an image)."""
+    """Write ``figure`` as PNG, atomically: a reader never sees half an image, and jobs ending together may write
+    the same plot at the same time."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.stem}.{os.getpid()}.partial.png")
-    figure.savefig(partial, dpi=110)
-    os.replace(partial, path)
-    return path
+    return atomic_write(path, lambda partial: figure.savefig(partial, dpi=110))
 
 
 def _epoch_steps(points: Points) -> tuple[list[float], list[float]]:
@@ -115,13 +121,14 @@ def _mean_band(series: list[Points]) -> tuple[list[int], list[float], list[float
     )
 
 
-def _mark_phases(ax, scenario, curves: dict[Path, Curves], color) -> None:
-    starts = {epoch for job in scenario.jobs for epoch in phase_starts(job, curves.get(job.dir))}
+def _mark_phases(ax, jobs: list[Job], curves: dict[Path, Curves], color) -> None:
+    """Dashed lines where a later phase of any of ``jobs`` began: the jobs a panel draws, and no others."""
+    starts = {epoch for job in jobs for epoch in phase_starts(job, curves.get(job.dir))}
     for epoch in sorted(starts):
         ax.axvline(epoch - 0.5, color=color, linestyle="--", linewidth=1, alpha=0.6)
 
 
-def _legend(ax, scenarios: ScenarioSet) -> None:
+def _legend(ax) -> None:
     if ax.get_legend_handles_labels()[0]:
         phase = Line2D([], [], color="gray", linestyle="--", linewidth=1, label="phase begins")
         ax.legend(handles=[*ax.get_legend_handles_labels()[0], phase], fontsize=8)

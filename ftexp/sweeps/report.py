@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ftexp.sweeps.files import atomic_write
 from ftexp.sweeps.runs import Job, load_jobs
 from ftexp.sweeps.scenarios import ScenarioSet, group_scenarios
 from ftexp.sweeps.table import job_rows, legend, markdown_table, scenario_rows, unfinished_notes
@@ -46,9 +47,14 @@ def load_sweep(sweep_dir: str | os.PathLike) -> Sweep:
     return Sweep(dir=sweep_dir, jobs=jobs, scenarios=group_scenarios(jobs))
 
 
-def markdown_summary(sweep: Sweep, plots: list[Path] | tuple[Path, ...] = ()) -> str:
+def markdown_summary(
+    sweep: Sweep, plots: list[Path] | tuple[Path, ...] = (), rows: list[dict[str, Any]] | None = None
+) -> str:
     """The scenario table with what its columns mean, the jobs that did not complete, and links to ``plots``
-    (paths relative to where the markdown is written)."""
+    (paths relative to where the markdown is written). ``rows``: the sweep's :func:`scenario_rows` when the caller
+    has them already (:func:`write_tables` writes them to ``summary.csv`` too), else they are made here."""
+    if rows is None:
+        rows = scenario_rows(sweep.scenarios, job_rows(sweep.scenarios, sweep.dir))
     statuses = [job.status for job in sweep.jobs]
     lines = [
         f"# Sweep `{sweep.dir}`",
@@ -56,7 +62,7 @@ def markdown_summary(sweep: Sweep, plots: list[Path] | tuple[Path, ...] = ()) ->
         f"{len(sweep.jobs)} jobs, {statuses.count('completed')} completed, {len(sweep.scenarios)} scenarios."
         + (f" Overrides common to all: `{' '.join(sweep.scenarios.common)}`." if sweep.scenarios.common else ""),
         "",
-        markdown_table(scenario_rows(sweep.scenarios, sweep.dir)),
+        markdown_table(rows),
         "",
         legend(sweep.scenarios),
     ]
@@ -69,17 +75,22 @@ def markdown_summary(sweep: Sweep, plots: list[Path] | tuple[Path, ...] = ()) ->
     return "\n".join(lines) + "\n"
 
 
-def write_tables(sweep: Sweep, out_dir: str | os.PathLike, plots: list[Path] | tuple[Path, ...] = ()) -> list[Path]:
+def write_tables(sweep: Sweep, out_dir: str | os.PathLike, plots: list[Path] | tuple[Path, ...] = ()) -> Summary:
     """Write ``summary.md``, ``summary.csv`` and ``jobs.csv`` into ``out_dir``; ``plots`` are linked from the
-    markdown."""
+    markdown. Each job's row is made once, as this runs after every job of a sweep; the markdown comes back with
+    the files, so nobody reads back what was just written."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     links = [Path(os.path.relpath(p, out_dir)) for p in plots]
-    return [
-        _write_text(out_dir / "summary.md", markdown_summary(sweep, links)),
-        _write_text(out_dir / "summary.csv", csv_text(scenario_rows(sweep.scenarios, sweep.dir))),
-        _write_text(out_dir / "jobs.csv", csv_text(job_rows(sweep.scenarios, sweep.dir))),
+    jobs = job_rows(sweep.scenarios, sweep.dir)
+    scenarios = scenario_rows(sweep.scenarios, jobs)
+    markdown = markdown_summary(sweep, links, scenarios)
+    files = [
+        _write_text(out_dir / "summary.md", markdown),
+        _write_text(out_dir / "summary.csv", csv_text(scenarios)),
+        _write_text(out_dir / "jobs.csv", csv_text(jobs)),
     ]
+    return Summary(sweep=sweep, markdown=markdown, files=files)
 
 
 def write_plots(sweep: Sweep, out_dir: str | os.PathLike) -> list[Path]:
@@ -103,9 +114,9 @@ def summarize_sweep(
     sweep = load_sweep(sweep_dir)
     out_dir = Path(out_dir) if out_dir is not None else sweep.dir
     figures = write_plots(sweep, out_dir) if plots else []
-    tables = write_tables(sweep, out_dir, figures)
-    markdown = (out_dir / "summary.md").read_text()
-    return Summary(sweep=sweep, markdown=markdown, files=tables + figures)
+    summary = write_tables(sweep, out_dir, figures)
+    summary.files += figures
+    return summary
 
 
 def csv_text(rows: list[dict[str, Any]]) -> str:
@@ -119,8 +130,5 @@ def csv_text(rows: list[dict[str, Any]]) -> str:
 
 
 def _write_text(path: Path, text: str) -> Path:
-    """Through a temporary file: jobs of a sweep finishing together may rewrite the summary at the same time."""
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    partial.write_text(text)
-    os.replace(partial, path)
-    return path
+    """Atomically: jobs of a sweep finishing together may rewrite the summary at the same time."""
+    return atomic_write(path, lambda partial: partial.write_text(text))

@@ -17,6 +17,8 @@ from typing import Any
 import yaml
 from omegaconf import OmegaConf
 
+from ftexp.config import override_key
+
 RUNNING_OR_MISSING = "running/missing"
 # directories a job dir contains that never hold another job
 _NOT_JOBS = {"checkpoints", "tensorboard", "plots", "csv", "wandb", "lightning_logs"}
@@ -48,8 +50,8 @@ class Job:
         if self.result is not None and self.result.get("seed") is not None:
             return self.result["seed"]
         for override in self.overrides:
-            key, _, value = override.lstrip("+~").partition("=")
-            if key == "seed" and value.lstrip("-").isdigit():
+            value = override.partition("=")[2].strip()
+            if override_key(override) == "seed" and value.lstrip("-").isdigit():
                 return int(value)
         seed = self.config.get("seed")
         return seed if isinstance(seed, int) else None
@@ -92,10 +94,7 @@ def load_job(job_dir: str | os.PathLike) -> Job:
     job = Job(dir=job_dir, config=_read_yaml(job_dir / ".hydra" / "config.yaml") or {})
     result_file = job_dir / "result.json"
     if result_file.is_file():
-        try:
-            job.result = json.loads(result_file.read_text())
-        except (OSError, ValueError) as err:
-            job.problem = f"unreadable result.json: {err}"
+        job.result, job.problem = read_result(result_file)
     overrides = (job.result or {}).get("overrides")
     if overrides is None:
         overrides = _read_yaml(job_dir / ".hydra" / "overrides.yaml")
@@ -103,6 +102,18 @@ def load_job(job_dir: str | os.PathLike) -> Job:
     hydra_job = ((_read_yaml(job_dir / ".hydra" / "hydra.yaml") or {}).get("hydra") or {}).get("job") or {}
     job.num = hydra_job.get("num") if isinstance(hydra_job.get("num"), int) else None
     return job
+
+
+def read_result(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """``(result, None)``, or ``(None, why)`` when the file cannot be read or holds no JSON object: a job with a
+    damaged ``result.json`` shows in the summary as not completed, with the reason, instead of failing it."""
+    try:
+        result = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        return None, f"unreadable result.json: {err}"
+    if not isinstance(result, dict):
+        return None, f"unreadable result.json: not a JSON object but a {type(result).__name__}"
+    return result, None
 
 
 def load_jobs(sweep_dir: str | os.PathLike) -> list[Job]:

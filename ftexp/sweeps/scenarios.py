@@ -1,15 +1,17 @@
 """Group the jobs of a sweep into scenarios: the same overrides except the seed.
 
 Overrides that say where or how a job runs rather than what it trains are not part of a scenario: the seed,
-``+sweep=...``, ``hardware*`` and ``hydra.*`` / ``hydra/...``. A scenario's label shows only the overrides that differ
+``+sweep=...``, ``hardware`` and ``hydra.*`` / ``hydra/...``. A scenario's label shows only the overrides that differ
 between the scenarios of the sweep (``schedule=explicit lr_reinit=implicit``); the ones all share are
-:attr:`ScenarioSet.common`. Jobs that recorded no overrides fall back to ``result["scenario"]``.
+:attr:`ScenarioSet.common`. Jobs left with no scenario override (none recorded, or only a seed) fall back to
+``result["scenario"]``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ftexp.config import override_key, varies_between_jobs
 from ftexp.sweeps.runs import Job
 
 
@@ -36,26 +38,18 @@ class ScenarioSet:
         return len(self.scenarios)
 
 
-def override_key(override: str) -> str:
-    """``+trainer.max_epochs=3`` -> ``trainer.max_epochs``; ``~logger`` -> ``logger``."""
-    return override.lstrip("+~").partition("=")[0].strip()
-
-
 def is_scenario_override(override: str) -> bool:
-    """Whether an override changes what a job trains (not the seed, sweep name, hardware or Hydra's own settings)."""
-    key = override_key(override)
-    return not (
-        key == "seed"
-        or key.startswith("hardware")
-        or key.split(".")[0] == "sweep"
-        or key.split(".")[0].split("/")[0] == "hydra"
-    )
+    """Whether an override changes what a job trains: one that varies between the jobs of a sweep
+    (:func:`ftexp.config.varies_between_jobs`, the rule that also names the job dirs), except the seed, whose jobs
+    repeat one scenario."""
+    return varies_between_jobs(override) and override_key(override) != "seed"
 
 
 def scenario_overrides(job: Job) -> list[str]:
-    """The job's scenario overrides in command-line order; ``[result["scenario"]]`` when it recorded none."""
+    """The job's scenario overrides in command-line order; ``[result["scenario"]]`` when it has none (a run started
+    without overrides, or with only a seed), so that such runs group by what they trained."""
     overrides = [o for o in job.overrides if is_scenario_override(o)]
-    if not job.overrides and job.scenario_name:
+    if not overrides and job.scenario_name:
         return [job.scenario_name]
     return overrides
 

@@ -5,8 +5,11 @@ Decisions (also printed under the markdown table, :func:`legend`):
 
 - Metrics (validation at the best epoch, test, epochs, phases, wall time) are over the **completed** jobs only: a
   failed or interrupted job's partial run would bias the comparison. The ``jobs`` column says how many that is.
-- std is the sample standard deviation (n - 1); with one completed job it is undefined: ``None`` in the CSV and
-  ``± —`` in the markdown.
+- std is the sample standard deviation (n - 1); with one value it is undefined: ``None`` in the CSV and ``± —`` in
+  the markdown. ``<metric>_n`` says how many values a mean used: fewer than the completed jobs when a job's metric
+  is NaN or was never logged, which the markdown shows as ``(n=k)``.
+- Every status counts, including one outside :data:`STATUSES` (``unknown`` for a ``result.json`` without a status):
+  ``not_completed`` lists them all.
 - Compute sums **every** job that wrote ``result.json``, whatever its status (a failed job used its hardware too):
   GPU-hours = wall time x devices for GPU jobs; CPU-hours = wall time x ``cpu_threads`` x devices (processes) for
   CPU jobs. Jobs whose hardware is unknown (older files whose config left the accelerator to Lightning) count in
@@ -46,19 +49,20 @@ def stat(values: list[float | None]) -> Stat | None:
 
 
 def phases_reached(result: dict[str, Any]) -> int | None:
-    """How many phases the job trained in: ``reached_depth + 1``, else (older files) the phases it ran."""
+    """How many phases the job trained in: ``reached_depth + 1`` for a scheduled run; a run without a schedule
+    (``schedule=nofts``) records no depth, only the one phase it ran in ``phases_run``."""
     if isinstance(result.get("reached_depth"), int):
         return result["reached_depth"] + 1
     return len(result["phases_run"]) if result.get("phases_run") else None
 
 
-def compute_hours(job: Job) -> dict[str, float | None]:
-    """``{"gpu_hours": ..., "cpu_hours": ...}`` the job used (see the module docstring); ``None`` where unknown."""
+def compute_hours(wall: Any, hw: dict[str, Any]) -> dict[str, float | None]:
+    """``{"gpu_hours": ..., "cpu_hours": ...}`` a job used in ``wall`` seconds on the hardware ``hw``
+    (:func:`ftexp.sweeps.runs.hardware`; see the module docstring); ``None`` where unknown. It takes the hardware
+    rather than the job because :func:`job_row` needs the hardware too, and it may come from parsing the config."""
     hours: dict[str, float | None] = {"gpu_hours": None, "cpu_hours": None}
-    wall = (job.result or {}).get("wall_time_s")
     if not isinstance(wall, int | float):
         return hours
-    hw = hardware(job)
     devices = hw.get("devices")
     if hw.get("accelerator") == "gpu" and isinstance(devices, int):
         hours["gpu_hours"] = wall * devices / 3600
@@ -90,33 +94,35 @@ def job_row(job: Job, label: str, sweep_dir: Path) -> dict[str, Any]:
         "accelerator": hw.get("accelerator"),
         "devices": hw.get("devices"),
         "cpu_threads": hw.get("cpu_threads"),
-        **compute_hours(job),
+        **compute_hours(result.get("wall_time_s"), hw),
         "slurm_job_id": hw.get("slurm_job_id"),
         "overrides": " ".join(job.overrides),
     }
 
 
 def job_rows(scenarios: ScenarioSet, sweep_dir: Path) -> list[dict[str, Any]]:
-    """Every job, scenario by scenario in table order."""
+    """Every job, scenario by scenario in table order (the order :func:`scenario_rows` relies on)."""
     return [job_row(job, scenario.label, sweep_dir) for scenario in scenarios for job in scenario.jobs]
 
 
-def scenario_row(scenario: Scenario, sweep_dir: Path) -> dict[str, Any]:
-    """One scenario as flat values (a row of ``summary.csv``): counts per status, then mean and std columns."""
-    jobs = [job_row(job, scenario.label, sweep_dir) for job in scenario.jobs]
+def scenario_row(scenario: Scenario, jobs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One scenario as flat values (a row of ``summary.csv``) from the rows of its jobs: counts per status, then mean,
+    std and number of values of each metric."""
     done = [row for row in jobs if row["status"] == "completed"]
     counts = Counter(row["status"] for row in jobs)
     row: dict[str, Any] = {
         "scenario": scenario.label,
         "overrides": " ".join(scenario.key),
         "jobs": len(jobs),
-        **{status.replace("/", "_or_"): counts.get(status, 0) for status in STATUSES},
+        **{_column(status): counts[status] for status in STATUSES},
+        "not_completed": not_completed(counts),
         "seeds_completed": " ".join(str(r["seed"]) for r in done if r["seed"] is not None),
     }
     for metric in METRICS:
         summary = stat([r[metric] for r in done])
         row[f"{metric}_mean"] = summary.mean if summary else None
         row[f"{metric}_std"] = summary.std if summary else None
+        row[f"{metric}_n"] = summary.n if summary else 0
     row["epochs_mean"] = _mean([r["epochs_run"] for r in done])
     row["phases_reached_mean"] = _mean([r["phases_reached"] for r in done])
     totals = {r["phases_total"] for r in jobs if r["phases_total"] is not None}  # one schedule: one value
@@ -129,8 +135,23 @@ def scenario_row(scenario: Scenario, sweep_dir: Path) -> dict[str, Any]:
     return row
 
 
-def scenario_rows(scenarios: ScenarioSet, sweep_dir: Path) -> list[dict[str, Any]]:
-    return [scenario_row(scenario, sweep_dir) for scenario in scenarios]
+def scenario_rows(scenarios: ScenarioSet, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per scenario, from the sweep's :func:`job_rows` (made once per summary, and written to ``jobs.csv``
+    too), which list the jobs scenario by scenario."""
+    if len(jobs) != sum(len(scenario.jobs) for scenario in scenarios):
+        raise ValueError(f"{len(jobs)} job rows for scenarios of other jobs: pass job_rows(scenarios, sweep_dir)")
+    rows, start = [], 0
+    for scenario in scenarios:
+        rows.append(scenario_row(scenario, jobs[start : start + len(scenario.jobs)]))
+        start += len(scenario.jobs)
+    return rows
+
+
+def not_completed(counts: Counter[str]) -> str:
+    """``1 failed, 1 unknown``: every status but ``completed``, including those outside :data:`STATUSES` (which
+    come after them), so that the cell and the ``completed`` column always add up to the jobs."""
+    statuses = [*STATUSES, *sorted(set(counts) - set(STATUSES))]
+    return ", ".join(f"{counts[s]} {s}" for s in statuses if s != "completed" and counts[s])
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
@@ -143,16 +164,13 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         cells = [row["scenario"].replace("|", "\\|"), f"{row['completed']}/{row['jobs']}"]
-        cells += [_mean_std(row[f"{name}_mean"], row[f"{name}_std"], digits) for _, name, digits in metrics]
+        cells += [_metric_cell(row, name, digits) for _, name, digits in metrics]
         phases = _number(row["phases_reached_mean"], 1)
         if row["phases_total"] is not None and row["phases_reached_mean"] is not None:
             phases += f" of {row['phases_total']}"
         wall = row["wall_time_min_mean"]
         cells += [_number(row["epochs_mean"], 1), phases, _number(wall, 1 if wall is None or wall >= 1 else 2)]
-        cells.append(_compute(row))
-        cells.append(
-            ", ".join(f"{row[s.replace('/', '_or_')]} {s}" for s in STATUSES[1:] if row[s.replace("/", "_or_")])
-        )
+        cells += [_compute(row), row["not_completed"]]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -184,10 +202,10 @@ def legend(scenarios: ScenarioSet) -> str:
     chosen_by = f"chosen by {', '.join(monitors)}" if monitors else "chosen by the checkpoint monitor"
     return (
         f"Validation metrics at each job's best epoch ({chosen_by}) and test metrics of its best checkpoint: mean ± "
-        "sample std over the completed jobs (± —: one completed job). Epochs, phases reached (of the schedule's "
-        "total) and wall time: means over the completed jobs. Compute: summed over every job that wrote "
-        "result.json, whatever its status; GPU-h = wall time x devices, CPU-h = wall time x cpu_threads x "
-        "processes."
+        "sample std over the completed jobs (± —: a single value; (n=k): only k of the completed jobs have the "
+        "metric, the others' value is NaN or missing). Epochs, phases reached (of the schedule's total) and wall "
+        "time: means over the completed jobs. Compute: summed over every job that wrote result.json, whatever its "
+        "status; GPU-h = wall time x devices, CPU-h = wall time x cpu_threads x processes."
     )
 
 
@@ -196,10 +214,19 @@ def _mean(values: list[float | None]) -> float | None:
     return summary.mean if summary else None
 
 
-def _mean_std(mean: float | None, std: float | None, digits: int) -> str:
+def _metric_cell(row: dict[str, Any], metric: str, digits: int) -> str:
+    """``0.610 ± 0.014``; ``± —`` with a single value; ``(n=k)`` when fewer than the completed jobs have the metric,
+    so that a missing value is not read as agreement between the seeds."""
+    mean, std, n = row[f"{metric}_mean"], row[f"{metric}_std"], row[f"{metric}_n"]
     if mean is None:
         return "n/a"
-    return f"{mean:.{digits}f} ± " + (f"{std:.{digits}f}" if std is not None else "—")
+    cell = f"{mean:.{digits}f} ± " + (f"{std:.{digits}f}" if std is not None else "—")
+    return cell + (f" (n={n})" if n < row["completed"] else "")
+
+
+def _column(status: str) -> str:
+    """The CSV column of a status: ``running/missing`` -> ``running_or_missing``."""
+    return status.replace("/", "_or_")
 
 
 def _number(value: float | None, digits: int) -> str:

@@ -55,12 +55,6 @@ def test_phase_starts_join_result_json_transitions_and_the_depth_curve(tmp_path)
     assert phase_starts(job, depth) == [2, 6]
 
 
-def test_phase_starts_of_older_files_come_from_phases_run(tmp_path):
-    phases = [{"depth": 0, "start_epoch": 0}, {"depth": 1, "start_epoch": 3}, {"depth": 2, "start_epoch": 5}]
-    write_job(tmp_path, "0", ["schedule=explicit"], result(phases_run=phases))
-    assert phase_starts(load_jobs(tmp_path)[0]) == [3, 5]
-
-
 def test_without_event_files_the_curves_come_from_result_json_history(tmp_path):
     history = [
         {"epoch": 0, "val_loss": 0.9, "lr-AdamW/pg1": 1e-3, "finetuning_depth": 0.0},

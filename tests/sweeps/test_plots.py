@@ -54,6 +54,33 @@ def test_validation_curves_show_each_scenario_s_mean_over_seeds_with_a_band(two_
     assert len(loss.collections) == 1  # the min-max band of nofts' two seeds; explicit has one seed
 
 
+def test_a_failed_seed_does_not_move_the_curve_of_its_scenario(two_scenarios, tmp_path):
+    scenarios, curves = two_scenarios
+    failed = write_job(tmp_path, "3", ["schedule=nofts", "seed=3"], result("nofts", 3, status="failed"), num=3)
+    curves[failed] = Curves({"val_loss": [(0, 9.0), (1, 9.0), (2, 9.0)], "finetuning_depth": [(0, 0.0), (1, 1.0)]})
+    scenarios = group_scenarios(load_jobs(tmp_path))
+    assert [len(s.jobs) for s in scenarios] == [3, 1]
+    loss, _ = plot_validation_curves(scenarios, curves).axes
+    nofts, _ = solid_lines(loss)
+    assert list(nofts.get_xdata()) == [0, 1]
+    assert list(nofts.get_ydata()) == pytest.approx([0.8, 0.6])  # the two completed seeds, as without the failed one
+    assert phase_lines(loss) == [1.5]  # explicit's phase; not the failed job's
+
+
+def test_a_scenario_none_of_whose_jobs_completed_is_drawn_from_all_its_jobs(tmp_path):
+    for seed, status in ((1, "failed"), (2, "running")):
+        write_job(tmp_path, str(seed), ["schedule=nofts", f"seed={seed}"], result("nofts", seed, status), num=seed)
+    jobs = load_jobs(tmp_path)
+    curves = {jobs[0].dir: Curves({"val_loss": [(0, 1.0)]}), jobs[1].dir: Curves({"val_loss": [(0, 0.6)]})}
+    loss, _ = plot_validation_curves(group_scenarios(jobs), curves).axes
+    [line] = solid_lines(loss)
+    assert list(line.get_ydata()) == pytest.approx([0.8])
+
+
+def test_the_title_says_which_seeds_a_curve_averages(two_scenarios):
+    assert "mean over the completed seeds" in plot_validation_curves(*two_scenarios).get_suptitle()
+
+
 def test_a_phase_beginning_at_epoch_e_is_marked_between_e_minus_1_and_e(two_scenarios):
     scenarios, curves = two_scenarios
     loss, acc = plot_validation_curves(scenarios, curves).axes

@@ -73,6 +73,21 @@ def test_an_unreadable_result_json_is_reported_not_raised(tmp_path):
     assert job.seed == 3
 
 
+def test_a_result_json_that_holds_no_json_object_is_reported_not_raised(tmp_path):
+    job_dir = write_job(tmp_path, "0_nofts", ["schedule=nofts", "seed=3"], num=0)
+    (job_dir / "result.json").write_text("[]")
+    [job] = load_jobs(tmp_path)
+    assert (job.result, job.status, job.seed) == (None, RUNNING_OR_MISSING, 3)
+    assert job.error == "unreadable result.json: not a JSON object but a list"
+    assert job.overrides == ["schedule=nofts", "seed=3"]
+
+
+def test_the_seed_of_a_job_without_result_json_comes_from_its_overrides(tmp_path):
+    write_job(tmp_path, "0", ["schedule=nofts", "+seed=-4"], num=0, config={"trainer": {}})
+    write_job(tmp_path, "1", ["schedule=nofts", "seeds=4"], num=1, config={"trainer": {}})
+    assert [job.seed for job in load_jobs(tmp_path)] == [-4, None]
+
+
 def test_hardware_is_result_json_s_record_when_present(tmp_path):
     recorded = {"accelerator": "gpu", "devices": 4, "num_nodes": 2, "cpu_threads": 8, "slurm_job_id": "77"}
     write_job(tmp_path, "0", ["schedule=nofts"], result(hardware=recorded), config={"trainer": {"accelerator": "cpu"}})

@@ -11,6 +11,7 @@ from ftexp.sweeps.scenarios import group_scenarios
 from ftexp.sweeps.table import (
     compute_hours,
     job_rows,
+    legend,
     markdown_table,
     phases_reached,
     scenario_rows,
@@ -21,7 +22,8 @@ from tests.sweeps.fake_sweeps import result, write_job
 
 
 def rows_of(sweep_dir):
-    return {row["scenario"]: row for row in scenario_rows(group_scenarios(load_jobs(sweep_dir)), sweep_dir)}
+    scenarios = group_scenarios(load_jobs(sweep_dir))
+    return {row["scenario"]: row for row in scenario_rows(scenarios, job_rows(scenarios, sweep_dir))}
 
 
 def test_mean_and_sample_std_over_the_completed_seeds(fake_sweep):
@@ -90,7 +92,7 @@ def test_requeued_jobs_and_jobs_completed_over_several_attempts_are_listed(tmp_p
         "`0` (schedule=explicit, seed 1): requeued",
         "`1` (schedule=explicit, seed 2): completed in 2 attempts",
     ]
-    [row] = scenario_rows(scenarios, tmp_path)
+    [row] = scenario_rows(scenarios, job_rows(scenarios, tmp_path))
     assert (row["completed"], row["requeued"]) == (1, 1)
     assert [r["attempts"] for r in job_rows(scenarios, tmp_path)] == [1, 2]
 
@@ -104,9 +106,9 @@ def test_gpu_hours_are_wall_time_times_devices_and_cpu_hours_wall_time_times_thr
     )
     write_job(tmp_path, "2", ["schedule=nofts", "seed=3"], num=2)  # running: nothing known yet
     write_job(tmp_path, "3", ["schedule=explicit", "seed=1"], result(wall_time_s=600, hardware=cpu), num=3)
-    jobs = load_jobs(tmp_path)
-    assert compute_hours(jobs[0]) == {"gpu_hours": 6.0, "cpu_hours": None}
-    assert compute_hours(jobs[3]) == {"gpu_hours": None, "cpu_hours": pytest.approx(1.0)}
+    assert compute_hours(5400, gpu) == {"gpu_hours": 6.0, "cpu_hours": None}
+    assert compute_hours(600, cpu) == {"gpu_hours": None, "cpu_hours": pytest.approx(1.0)}
+    assert compute_hours(None, gpu) == {"gpu_hours": None, "cpu_hours": None}
     rows = rows_of(tmp_path)
     assert rows["schedule=nofts"]["gpu_hours"] == 8.0  # the failed job's 2 GPU-hours count too
     assert rows["schedule=nofts"]["cpu_hours"] is None
@@ -115,10 +117,9 @@ def test_gpu_hours_are_wall_time_times_devices_and_cpu_hours_wall_time_times_thr
     assert "| 1 CPU-h |" in markdown_table([rows["schedule=explicit"]])
 
 
-def test_phases_reached_from_reached_depth_or_in_older_files_the_phases_run():
+def test_phases_reached_from_reached_depth_or_without_a_schedule_the_one_phase_run():
     assert phases_reached(result(reached_depth=2, final_depth=3)) == 3
-    two_phases = [{"depth": 0, "start_epoch": 0}, {"depth": 1, "start_epoch": 3}]
-    assert phases_reached(result(phases_run=two_phases)) == 2
+    assert phases_reached(result("nofts")) == 1  # no scheduler: phases_run holds the one phase, no reached_depth
     assert phases_reached({}) is None
 
 
@@ -146,3 +147,43 @@ def test_the_per_job_rows_keep_every_job_with_its_scenario_label(fake_sweep):
     ]
     assert rows[5]["error"] == "RuntimeError: CUDA out of memory"
     assert rows[0]["overrides"] == "+sweep=compare_schedules schedule=nofts seed=1"
+
+
+def test_a_status_outside_the_known_ones_is_counted_as_not_completed(tmp_path):
+    no_status = result(seed=2)
+    del no_status["status"]
+    write_job(tmp_path, "0", ["schedule=explicit", "seed=1"], result(seed=1), num=0)
+    write_job(tmp_path, "1", ["schedule=explicit", "seed=2"], no_status, num=1)
+    write_job(tmp_path, "2", ["schedule=explicit", "seed=3"], result(seed=3, status="failed"), num=2)
+    [row] = rows_of(tmp_path).values()
+    assert (row["jobs"], row["completed"], row["failed"]) == (3, 1, 1)
+    assert row["not_completed"] == "1 failed, 1 unknown"
+    line = markdown_table([row]).splitlines()[2]
+    assert line.startswith("| schedule=explicit | 1/3 |")
+    assert line.endswith("| 1 failed, 1 unknown |")
+
+
+def test_a_mean_over_fewer_values_than_completed_jobs_says_how_many(tmp_path):
+    for seed, acc in ((1, 0.5), (2, float("nan")), (3, 0.7)):
+        write_job(tmp_path, str(seed), ["schedule=explicit", f"seed={seed}"], result(seed=seed, val_acc=acc), num=seed)
+    [row] = rows_of(tmp_path).values()
+    assert (row["completed"], row["best_val_acc_n"], row["best_val_loss_n"]) == (3, 2, 3)
+    assert row["best_val_acc_mean"] == pytest.approx(0.6)
+    line = markdown_table([row]).splitlines()[2]
+    assert "| 3/3 | 0.600 ± 0.141 (n=2) | 0.7000 ± 0.0000 |" in line
+
+
+def test_a_single_value_among_several_completed_jobs_is_not_shown_as_one_completed_job(tmp_path):
+    write_job(tmp_path, "1", ["schedule=explicit", "seed=1"], result(seed=1, val_acc=0.5), num=1)
+    write_job(tmp_path, "2", ["schedule=explicit", "seed=2"], result(seed=2, best={"monitor": "val_loss"}), num=2)
+    [row] = rows_of(tmp_path).values()
+    assert "| 2/2 | 0.500 ± — (n=1) | 0.7000 ± — (n=1) |" in markdown_table([row])
+    scenarios = group_scenarios(load_jobs(tmp_path))
+    assert "± —: a single value; (n=k): only k of the completed jobs have the metric" in legend(scenarios)
+
+
+def test_scenario_rows_refuse_job_rows_of_another_sweep(fake_sweep, tmp_path):
+    write_job(tmp_path, "0", ["schedule=nofts", "seed=1"], result("nofts"), num=0)
+    other = job_rows(group_scenarios(load_jobs(tmp_path)), tmp_path)
+    with pytest.raises(ValueError, match="pass job_rows"):
+        scenario_rows(group_scenarios(load_jobs(fake_sweep)), other)
