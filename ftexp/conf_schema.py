@@ -42,6 +42,7 @@ import ftexp.config  # noqa: F401  (registers the ${ftexp_file:...} resolver the
 
 HYDRA_KEYS = ("_target_", "_partial_", "_convert_", "_recursive_", "_args_")
 SLURM_LAUNCHER = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+LOCAL_GPUS_LAUNCHER = "hydra_plugins.ftexp_launchers.local_gpus.LocalGPUsLauncher"
 
 
 class ConfigError(CompactHydraException, ValueError):
@@ -368,7 +369,7 @@ def _check_launcher(cfg: DictConfig, problems: list[str]) -> None:
     local_gpus launcher a job sees exactly ``gpus_per_job`` GPUs: a GPU trainer must use that many devices."""
     launcher = hydra_launcher(cfg)
     target = launcher.get("_target_") if launcher is not None else None
-    if target == "hydra_plugins.ftexp_launchers.local_gpus.LocalGPUsLauncher":
+    if target == LOCAL_GPUS_LAUNCHER:
         devices, per_job = cfg.trainer.get("devices", 1), launcher.get("gpus_per_job")
         if cfg.trainer.get("accelerator") != "cpu" and isinstance(devices, int) and devices != per_job:
             problems.append(

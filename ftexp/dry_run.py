@@ -34,10 +34,12 @@ from ftexp.schedule import (
     resolve_schedule,
 )
 from ftexp.schedule.names import count_by_module, module_prefixes
+from ftexp.schedule.optim_specs import check_lr_scheduler_spec
 
 log = logging.getLogger(__name__)
 
 SCHEDULE_KEY = "schedule.callbacks.fts.ft_schedule"
+REINIT_KEY = "lr_reinit.reinit_lr_cfg"
 BASE_MAX_LR_DEFAULT = 1e-5  # FinetuningScheduler's default base_max_lr
 
 
@@ -52,13 +54,24 @@ class RunSchedule:
     source: str
     never_thawed: list[str] = field(default_factory=list)
     # phases whose own new_lr_scheduler lr_reinit=none drops or lr_reinit=implicit replaces
-    dropped_lr_schedulers: list[int] = field(default_factory=list)
+    replaced_lr_schedulers: list[int] = field(default_factory=list)
+
+
+def replaced_schedulers_note(lr_reinit_name: str, run_schedule: RunSchedule) -> str:
+    """The one line that says which of the schedule's own ``new_lr_scheduler`` the lr_reinit choice sets aside, so
+    that the dry run's plan and the real run's log say it in the same words."""
+    what = "is not used" if lr_reinit_name == "none" else f"is replaced by {REINIT_KEY}"
+    return (
+        f"lr_reinit={lr_reinit_name}: the new_lr_scheduler of phase(s) {run_schedule.replaced_lr_schedulers} "
+        f"in {run_schedule.source} {what}"
+    )
 
 
 def resolve_run_schedule(cfg: DictConfig, model: nn.Module) -> RunSchedule | None:
     """Build the run's schedule for ``model``; ``None`` for unscheduled runs (schedule=nofts).
 
-    Raises :class:`ConfigError` naming ``schedule.callbacks.fts.ft_schedule`` when the schedule does not fit the model.
+    Raises :class:`ConfigError` naming ``schedule.callbacks.fts.ft_schedule`` when the schedule does not fit the model,
+    and naming ``lr_reinit.reinit_lr_cfg`` when lr_reinit=implicit's scheduler cannot be built.
     """
     fts = scheduler_node(cfg)
     if fts is None:
@@ -80,9 +93,10 @@ def resolve_run_schedule(cfg: DictConfig, model: nn.Module) -> RunSchedule | Non
         schedule, never_thawed = resolve_schedule(user, names)
         if kind == "preset":
             user, argument = schedule, schedule.to_dict()
-        replaced, reinit_at = _lr_reinit_phases(cfg, user)
     except ScheduleError as err:
         raise ConfigError([f"{SCHEDULE_KEY} (model {type(model).__name__}): {err}"]) from err
+    # outside the try: a problem of lr_reinit's scheduler is not one of the schedule's file, phases or keys
+    replaced, reinit_at = _lr_reinit_phases(cfg, user)
     if replaced or reinit_at is not None:
         user, schedule = (
             Schedule(tuple(map(reinit_at or _no_new_scheduler, s.phases)), s.source) for s in (user, schedule)
@@ -106,8 +120,38 @@ def _lr_reinit_phases(cfg: DictConfig, user: Schedule) -> tuple[list[int], Calla
     replaced = [p.index for p in user.phases if p.new_lr_scheduler is not None]
     if choice == "none":
         return replaced, None
-    spec = parse_lr_scheduler_spec(cfg.lr_reinit.reinit_lr_cfg, "lr_reinit.reinit_lr_cfg", None, "reinit_lr_cfg")
+    spec = _checked_reinit_spec(cfg)
     return replaced, lambda phase: replace(phase, new_lr_scheduler=spec if phase.index > 0 else None)
+
+
+def _checked_reinit_spec(cfg: DictConfig) -> LRSchedulerSpec:
+    """lr_reinit=implicit's scheduler, checked once (import, class, trial build) before it is copied into every
+    phase after the first, so that a mistake in it is reported under ``lr_reinit.reinit_lr_cfg`` rather than as
+    one of each phase of the schedule file. Raises :class:`ConfigError`."""
+    problems: list[str] = []
+    spec = _reinit_spec(cfg, problems)
+    if spec is None:
+        raise ConfigError(problems or [f"{REINIT_KEY}: lr_reinit=implicit needs the LR scheduler to start each phase"])
+    try:
+        _check_reinit_spec(spec, allow_untested=bool(scheduler_node(cfg).get("allow_untested", False)))
+    except ScheduleError as err:
+        raise ConfigError([f"{REINIT_KEY}: {err}"]) from err
+    return spec
+
+
+def _check_reinit_spec(spec: LRSchedulerSpec, *, allow_untested: bool) -> None:
+    """The import and trial-build check a phase's ``new_lr_scheduler`` gets, on a one-group optimizer: the same
+    scheduler starts every phase while the number of groups grows, so fixed per-group lrs cannot fit them all (as
+    FinetuningScheduler rules for its own ``reinit_lr_cfg``); the per-phase group counts are checked by the plan."""
+    if spec.init_pg_lrs is not None:
+        raise ScheduleError(
+            "cannot be used with lr_reinit=implicit: the same scheduler starts every phase, while the number of "
+            "parameter groups grows",
+            source=REINIT_KEY,
+            key="reinit_lr_cfg.init_pg_lrs",
+            value=list(spec.init_pg_lrs),
+        )
+    check_lr_scheduler_spec(spec, 1, source=REINIT_KEY, phase=None, key="reinit_lr_cfg", allow_untested=allow_untested)
 
 
 def model_inputs(datamodule: pl.LightningDataModule) -> dict[str, Any]:
@@ -194,8 +238,8 @@ def plan_phases(cfg: DictConfig, model: pl.LightningModule) -> Plan:
 
     schedule = run_schedule.schedule
     header.append(f"{run_schedule.kind} schedule {run_schedule.source}")
-    if run_schedule.dropped_lr_schedulers:
-        notes.append(_replaced_schedulers_note(cfg.lr_reinit.name, run_schedule))
+    if run_schedule.replaced_lr_schedulers:
+        notes.append(replaced_schedulers_note(cfg.lr_reinit.name, run_schedule))
     if run_schedule.never_thawed:
         shown = ", ".join(_compact(run_schedule.never_thawed, all_names))
         notes.append(f"never thawed ({len(run_schedule.never_thawed)} tensors): {shown}")
@@ -204,7 +248,7 @@ def plan_phases(cfg: DictConfig, model: pl.LightningModule) -> Plan:
     epoch_only = bool(fts.get("epoch_transitions_only", False))
     restore_best = fts.get("restore_best", True)
     header.append(f"restore_best={restore_best}" + (", transitions at epochs only" if epoch_only else ""))
-    reinit = _reinit_spec(cfg, problems) if run_schedule.kind == "implicit" else None
+    reinit = _reinit_spec(cfg, problems)  # every phase after the first starts it, whatever the schedule's kind
 
     phase0 = _phase0_optimizer(model, schedule.params_through(0), notes)
     phase0_lr, phase0_scheduler, groups = phase0 if phase0 is not None else ("?", "?", None)
@@ -221,7 +265,7 @@ def plan_phases(cfg: DictConfig, model: pl.LightningModule) -> Plan:
                 allow_untested=bool(fts.get("allow_untested", False)),
             )
         except ScheduleError as err:
-            problems.append(f"{SCHEDULE_KEY}: {err}")
+            problems.append(f"{REINIT_KEY if err.source == 'reinit_lr_cfg' else SCHEDULE_KEY}: {err}")
 
     for phase in schedule.phases:
         if phase.index == 0:
@@ -246,11 +290,6 @@ def plan_phases(cfg: DictConfig, model: pl.LightningModule) -> Plan:
         plan.rows.append(PhaseRow(phase.index, phase.params, tensors, weights, lr, scheduler, ends))
         plan.parameters.append(", ".join(_compact(phase.params, all_names)))
     return plan
-
-
-def _replaced_schedulers_note(choice: str, run_schedule: RunSchedule) -> str:
-    what = "not used" if choice == "none" else "replaced by lr_reinit.reinit_lr_cfg"
-    return f"lr_reinit={choice}: new_lr_scheduler of phase(s) {run_schedule.dropped_lr_schedulers} {what}"
 
 
 def _phase0_optimizer(
@@ -298,12 +337,14 @@ def _unpack_optimizers(configured: Any) -> tuple[torch.optim.Optimizer | None, A
 
 
 def _reinit_spec(cfg: DictConfig, problems: list[str]) -> LRSchedulerSpec | None:
+    """lr_reinit=implicit's scheduler, parsed; ``None`` for the other choices, or (with a problem) when it does not
+    parse, so the plan can go on and list everything else."""
     if cfg.lr_reinit.name != "implicit" or not cfg.lr_reinit.get("reinit_lr_cfg"):
         return None
     try:
-        return parse_lr_scheduler_spec(cfg.lr_reinit.reinit_lr_cfg, "lr_reinit.reinit_lr_cfg", None, "reinit_lr_cfg")
+        return parse_lr_scheduler_spec(cfg.lr_reinit.reinit_lr_cfg, REINIT_KEY, None, "reinit_lr_cfg")
     except ScheduleError as err:
-        problems.append(f"lr_reinit.reinit_lr_cfg: {err}")
+        problems.append(f"{REINIT_KEY}: {err}")
         return None
 
 

@@ -38,7 +38,7 @@ from ftexp.callbacks import FinetuningScheduler
 from ftexp.callbacks.preemption import PreemptionCheckpoint, RequeueRequested
 from ftexp.conf_schema import scheduler_node, validate_config
 from ftexp.config import instantiate
-from ftexp.dry_run import RunSchedule, dry_run, model_inputs, resolve_run_schedule
+from ftexp.dry_run import RunSchedule, dry_run, model_inputs, replaced_schedulers_note, resolve_run_schedule
 from ftexp.results import EpochMetrics, best_epoch, checkpoint_summary, phase_summary, scalars, write_json
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,7 @@ class RunObjects:
     metrics: EpochMetrics
     fts: FinetuningScheduler | None
     checkpoint: ModelCheckpoint | None  # the one tracking the best score
+    preemption: PreemptionCheckpoint | None
 
 
 def build(cfg: DictConfig) -> RunObjects:
@@ -81,7 +82,8 @@ def build(cfg: DictConfig) -> RunObjects:
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger if logger is not None else False)
     fts = next((cb for cb in callbacks if isinstance(cb, FinetuningScheduler)), None)
     checkpoint = next((cb for cb in callbacks if isinstance(cb, ModelCheckpoint) and cb.monitor), None)
-    return RunObjects(datamodule, model, trainer, metrics, fts, checkpoint)
+    preemption = next((cb for cb in callbacks if isinstance(cb, PreemptionCheckpoint)), None)
+    return RunObjects(datamodule, model, trainer, metrics, fts, checkpoint, preemption)
 
 
 def build_scheduler(cfg: DictConfig, run_schedule: RunSchedule) -> FinetuningScheduler:
@@ -92,12 +94,8 @@ def build_scheduler(cfg: DictConfig, run_schedule: RunSchedule) -> FinetuningSch
     if cfg.lr_reinit.name == "implicit" and run_schedule.kind == "implicit":
         node["reinit_lr_cfg"] = OmegaConf.to_container(cfg.lr_reinit.reinit_lr_cfg, resolve=True)
     # (an explicit or preset schedule carries lr_reinit=implicit's scheduler in its phases: resolve_run_schedule)
-    if run_schedule.dropped_lr_schedulers:
-        what = "is not used" if cfg.lr_reinit.name == "none" else "is replaced by lr_reinit.reinit_lr_cfg"
-        log.info(
-            f"lr_reinit={cfg.lr_reinit.name}: the new_lr_scheduler of phase(s) "
-            f"{run_schedule.dropped_lr_schedulers} in {run_schedule.source} {what}"
-        )
+    if run_schedule.replaced_lr_schedulers:
+        log.info(replaced_schedulers_note(cfg.lr_reinit.name, run_schedule))
     return instantiate(node)
 
 
@@ -159,12 +157,15 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             result["test"] = evaluate_best(objects)
         result["status"] = "interrupted" if objects.trainer.interrupted else "completed"
     except RequeueRequested as err:
-        requeue = preemption_callback(objects)
+        requeue = objects.preemption if objects is not None else None
         result["status"] = "requeued" if requeue is not None and requeue.can_requeue else "interrupted"
         result["error"] = str(err)
         raise
-    except BaseException as err:  # Lightning turns Ctrl-C into SystemExit after a graceful shutdown
-        interrupted = objects is not None and objects.trainer.interrupted
+    except BaseException as err:
+        # Lightning marks the trainer interrupted after any exception in fit; only a stop is an interruption: Ctrl-C
+        # (which Lightning turns into SystemExit after a graceful shutdown) or SIGTERM (SIGTERMException)
+        stopped = isinstance(err, (KeyboardInterrupt, SystemExit))
+        interrupted = stopped and objects is not None and objects.trainer.interrupted
         result["status"] = "interrupted" if interrupted else "failed"
         result["error"] = f"{type(err).__name__}: {err}"
         raise
@@ -184,7 +185,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             run_dir.mkdir(parents=True, exist_ok=True)
             write_result(result)
         if requeue is not None:
-            requeue.hand_over()  # submitit requeues the job and exits the process
+            hand_over(requeue, result, attempt, objects.trainer.global_rank)
     report_locations(result)
     return result
 
@@ -205,10 +206,25 @@ def job_overrides() -> list[str]:
     return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
-def preemption_callback(objects: RunObjects | None) -> PreemptionCheckpoint | None:
-    if objects is None:
-        return None
-    return next((cb for cb in objects.trainer.callbacks if isinstance(cb, PreemptionCheckpoint)), None)
+def hand_over(requeue: PreemptionCheckpoint, result: dict[str, Any], attempt: dict[str, Any], rank: int) -> None:
+    """Give the preemption signal to its owner once ``result.json`` records the attempt as requeued. On global
+    rank 0 submitit's handler requeues the job and exits the process (``SystemExit`` passes through).
+
+    The owner may refuse: after ``max_num_timeout`` time-outs submitit raises ``UncompletedJobError`` and the job
+    ends there, so ``result.json`` is rewritten to say it failed. On any other rank submitit's handler returns
+    without acting (rank 0 requeues the whole job): the task then ends cleanly, not with a ``RequeueRequested``
+    traceback and exit status 1, which could make ``srun`` end the job before rank 0 has requeued it.
+    """
+    try:
+        requeue.hand_over()
+    except Exception as err:
+        result["status"] = attempt["status"] = "failed"
+        result["error"] = f"{type(err).__name__}: {err}"
+        write_result(result)
+        raise
+    if rank != 0 and requeue.can_requeue:
+        log.info(f"rank {rank}: the preemption signal's owner leaves the requeue to rank 0; this task ends here")
+        raise SystemExit(0)
 
 
 def hardware_summary(trainer: pl.Trainer) -> dict[str, Any]:

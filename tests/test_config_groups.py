@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 from pytorch_lightning.accelerators import CPUAccelerator
 from pytorch_lightning.callbacks import EarlyStopping
 from pytorch_lightning.strategies import DDPStrategy, SingleDeviceStrategy
@@ -53,6 +54,21 @@ def test_lr_reinit_implicit_gives_every_later_phase_of_an_explicit_schedule_the_
     }
     assert {p.new_lr_scheduler.lr_scheduler_init.init_args["T_max"] for p in phases[1:]} == {4}, "lr_reinit's own"
     assert fts.reinit_lr is None, "carried by the schedule, as FinetuningScheduler accepts for explicit schedules"
+
+
+# ------------------------------------------------------------------ schedule
+def test_implicit_naive_is_implicit_with_fts_s_naive_generator_stopped_after_phase_3(tmp_path):
+    implicit = OmegaConf.to_container(compose_config(tmp_path, "schedule=implicit").schedule)
+    naive = OmegaConf.to_container(compose_config(tmp_path, "schedule=implicit_naive").schedule)
+    own = {"implicit_mode": "naive", "max_depth": 3}
+    assert naive == {
+        **implicit,
+        "name": "implicit_naive",
+        "callbacks": {**implicit["callbacks"], "fts": {**implicit["callbacks"]["fts"], **own}},
+    }, "everything else (stopping, checkpoints, lr) is implicit's"
+
+    fts = build(compose_config(tmp_path, "schedule=implicit_naive")).fts
+    assert (fts.implicit_mode, fts.max_depth, fts.max_phases) == ("naive", 3, None), "max_phases null: no merging"
 
 
 # ------------------------------------------------------------------ early stopping

@@ -10,6 +10,7 @@ from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 import torch
 from hydra import compose, initialize_config_dir
 
@@ -24,6 +25,10 @@ OTHER_MODEL_SCHEDULE = """\
 1:
   params: [model.deberta.encoder.layer.11.*]
 """
+
+
+SCHEDULE_FILE = str(CONFIG_DIR.parent / "ft_schedules" / "tiny_bert_3phase.yaml")  # what schedule=explicit runs
+REINIT_CLASS = "lr_reinit.reinit_lr_cfg.lr_scheduler_init.class_path"
 
 
 def compose_config(tmp_path: Path, *overrides: str):
@@ -102,7 +107,46 @@ def test_generated_and_preset_plans(tmp_path):
 def test_lr_reinit_none_drops_the_schedule_s_new_lr_scheduler(tmp_path):
     plan = plan_of(tmp_path, "schedule=explicit", "lr_reinit=none")
     assert [row.scheduler for row in plan.rows][1:] == ["continues", "continues"]
-    assert plan.notes == ["lr_reinit=none: new_lr_scheduler of phase(s) [2] not used"]
+    (note,) = plan.notes
+    assert note == "lr_reinit=none: the new_lr_scheduler of phase(s) [2] in " + f"{SCHEDULE_FILE} is not used"
+
+
+def test_lr_reinit_implicit_replaces_the_schedule_s_new_lr_scheduler_in_every_later_phase(tmp_path):
+    plan = plan_of(tmp_path, "schedule=explicit", "lr_reinit=implicit")
+    assert [row.scheduler for row in plan.rows][1:] == ["new CosineAnnealingLR(T_max=4, eta_min=1e-05)"] * 2
+    assert plan.notes == [
+        f"lr_reinit=implicit: the new_lr_scheduler of phase(s) [2] in {SCHEDULE_FILE} is replaced by "
+        "lr_reinit.reinit_lr_cfg"
+    ]
+
+
+def test_a_bad_lr_reinit_scheduler_is_reported_under_lr_reinit_not_the_schedule_file(tmp_path, monkeypatch):
+    bad = ("schedule=explicit", "lr_reinit=implicit", f"{REINIT_CLASS}=torch.optim.lr_scheduler.Nope")
+    with pytest.raises(ConfigError) as planned:
+        dry_run(compose_config(tmp_path / "dry", *bad))
+    (problem,) = planned.value.problems
+    assert problem.startswith("lr_reinit.reinit_lr_cfg: [lr_reinit.reinit_lr_cfg, key 'reinit_lr_cfg.lr_scheduler_init")
+    assert "cannot import class" in problem and "'torch.optim.lr_scheduler.Nope'" in problem
+    assert SCHEDULE_FILE not in problem and "phase" not in problem and "ft_schedule" not in problem
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the run started training with a scheduler that cannot be built")
+
+    monkeypatch.setattr(pl.Trainer, "fit", no_training)
+    with pytest.raises(ConfigError) as started:
+        run(compose_config(tmp_path / "run", *bad))
+    assert started.value.problems == [problem], "the real run stops at start-up with the same problem"
+
+
+def test_lr_reinit_implicit_cannot_fix_per_group_lrs_for_phases_whose_group_count_grows(tmp_path):
+    with pytest.raises(ConfigError) as raised:
+        dry_run(
+            compose_config(
+                tmp_path, "schedule=explicit", "lr_reinit=implicit", "+lr_reinit.reinit_lr_cfg.init_pg_lrs=[0.1]"
+            )
+        )
+    (problem,) = raised.value.problems
+    assert problem.startswith("lr_reinit.reinit_lr_cfg: [lr_reinit.reinit_lr_cfg, key 'reinit_lr_cfg.init_pg_lrs']")
 
 
 def test_a_schedule_for_another_model_is_reported_with_the_file_phase_and_entry(tmp_path, capsys):

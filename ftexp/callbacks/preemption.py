@@ -4,7 +4,7 @@ Three parties can react to a SLURM job's end-of-life signals; each signal gets e
 
 - the time-limit / preemption signal (``--signal=USR2@<seconds>``, submitit's default; ``SUBMITIT_PREEMPT_SIGNAL``
   names another): submitit's handler would checkpoint and requeue *inside* the signal handler, in the middle of an
-  optimizer step. :class:`PreemptionCheckpoint` replaces it for the duration of ``fit`` with one that only takes
+  optimizer step. :class:`PreemptionCheckpoint` replaces it while ``fit`` trains with one that only takes
   note; at the end of the current batch every rank agrees, ``last.ckpt`` is written, and the run stops with
   :class:`RequeueRequested`. The run's owner (:func:`ftexp.train.run`) records the attempt in ``result.json``
   and then hands the signal back to submitit (:meth:`PreemptionCheckpoint.hand_over`), which requeues the job.
@@ -12,9 +12,7 @@ Three parties can react to a SLURM job's end-of-life signals; each signal gets e
   the loop at the next batch boundary with ``SIGTERMException``; this callback writes ``last.ckpt`` from
   ``on_exception`` before the process exits. SLURM requeues the job itself when it was asked to.
 - Lightning's SLURM auto-requeue listens on ``SIGUSR1``, which submitit's jobs are not sent, and never takes a
-  signal that already has a handler; ``hardware=slurm_cpu`` also switches it off
-  (``SLURMEnvironment(auto_requeue=False)``; with DDP that plugin makes the Trainer unbuildable outside a SLURM
-  job, so ``hardware=slurm`` relies on the first two facts).
+  signal that already has a handler: ``hardware=slurm`` and ``hardware=slurm_cpu`` leave it as it is.
 
 A requeued job runs the same Hydra job again in the same directory, and :func:`ftexp.train.run` resumes from
 ``last.ckpt``: same phase, same early-stopping patience, same best checkpoint.
@@ -71,35 +69,43 @@ class PreemptionCheckpoint(Callback):
         self.signum = signal.Signals(signum) if signum is not None else preemption_signal()
         self.received: int | None = None
         self._previous: _SignalHandler = None
-        self._installed = False
 
     # ------------------------------------------------------------------ the signal
     def _take_note(self, signum: int, frame: FrameType | None) -> None:
         # a signal handler runs between two bytecodes of the training step: do nothing here but remember it
         self.received = signum
 
-    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if stage == "fit" and not self._installed:
+    def _owns_signal(self) -> bool:
+        return signal.getsignal(self.signum) == self._take_note  # bound methods compare equal, never identical
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # not in setup: Lightning records every signal's handler after setup and on_fit_start, and puts them back
+        # when fit ends, which after an exception comes after on_exception; installed later, it puts back the owner
+        if not self._owns_signal():
+            self.received = None
             self._previous = signal.signal(self.signum, self._take_note)
-            self._installed = True
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if stage == "fit" and self._installed and self.received is None:
+        if stage == "fit":
+            self._restore()
+
+    def _restore(self) -> None:
+        """Give the signal back to its owner from before training. Called on every way out of ``fit``: a handler left
+        behind would be captured as the owner by the next run in this process, and would swallow a signal that
+        arrives after training (during ``trainer.test``), which the owner must get. A handler installed after ours
+        is someone else's and stays."""
+        if self._owns_signal():
             signal.signal(self.signum, self._previous if self._previous is not None else signal.SIG_DFL)
-            self._installed = False
 
     @property
     def can_requeue(self) -> bool:
-        """Whether a handler owned the signal before ``fit`` (submitit's, which requeues the job)."""
+        """Whether a handler owned the signal before training (submitit's, which requeues the job)."""
         return callable(self._previous)
 
     def hand_over(self) -> None:
-        """Give the received signal to the handler that owned it before ``fit`` (submitit's requeue-and-exit), after
+        """Give the received signal to the handler that owned it before training (submitit's requeue-and-exit), after
         the run has recorded its state. Without one (a run outside submitit) there is nothing to do: the run has
         stopped with its checkpoint written, and a rerun in the same directory resumes."""
-        if self._installed:
-            signal.signal(self.signum, self._previous if self._previous is not None else signal.SIG_DFL)
-            self._installed = False
         if self.received is not None and callable(self._previous):
             rank_zero_info(f"ftexp: handing {signal.Signals(self.received).name} to {self._previous!r}")
             self._previous(self.received, None)
@@ -116,9 +122,13 @@ class PreemptionCheckpoint(Callback):
         raise RequeueRequested(self.received, self.path)
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        # Lightning raises SIGTERMException at a batch boundary after SIGTERM, on every rank
-        if isinstance(exception, SIGTERMException):
-            self._save(trainer)
+        # Lightning calls no teardown after an exception: this is the last hook of a fit that raised
+        try:
+            # Lightning raises SIGTERMException at a batch boundary after SIGTERM, on every rank
+            if isinstance(exception, SIGTERMException):
+                self._save(trainer)
+        finally:
+            self._restore()
 
     def _save(self, trainer: pl.Trainer) -> None:
         trainer.save_checkpoint(self.path)

@@ -49,6 +49,14 @@ from ftexp.schedule import (
 DEPTH_METRIC = "finetuning_depth"
 
 
+def resumes_inside_epoch(trainer: pl.Trainer) -> bool:
+    """Whether ``fit`` resumes inside an epoch (from a checkpoint saved mid-epoch, as a preempted job's is, or
+    during the epoch's end hooks): Lightning then calls no ``on_train_epoch_start`` for that epoch
+    (``FitLoop.on_advance_start``), so per-epoch setup must happen in ``on_train_start``."""
+    loop = trainer.fit_loop
+    return loop.restarted_mid_epoch or loop.restarted_on_epoch_end
+
+
 @dataclass
 class _FitStartState:
     """The optimizer/scheduler layout at phase 0, from which any depth is rebuilt by replaying transitions."""
@@ -169,7 +177,6 @@ class FinetuningScheduler(Callback):
         self._best_depth = 0
         self._resumed_depth: int | None = None
         self._resumed_transitions: list[dict[str, Any]] = []
-        self._prepared_epoch: int | None = None
         self._es: PhaseEarlyStopping | None = None
         self._ckpt: ModelCheckpoint | None = None
         self._fit_start: _FitStartState | None = None
@@ -396,6 +403,10 @@ class FinetuningScheduler(Callback):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._best_key = self._current_best_key()
+        if self.schedule is not None and self._fit_start is not None and resumes_inside_epoch(trainer):
+            # Lightning skips on_train_epoch_start for the epoch it resumes in; that epoch's transition, if any,
+            # happened before the checkpoint, but its per-epoch setup did not
+            self._prepare_epoch(pl_module)
         if self._resumed_depth is None or not self.restore_best or self._ckpt is None:
             return
         if self.new_incarnation_mode:
@@ -415,18 +426,11 @@ class FinetuningScheduler(Callback):
             return
         if self._should_transition(trainer):
             self._transition(trainer, pl_module, self._depth + 1)
-        self._prepare_epoch(trainer, pl_module)
+        self._prepare_epoch(pl_module)
 
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
-        # Lightning skips on_train_epoch_start when it resumes from a checkpoint saved mid-epoch (a preempted job);
-        # that epoch's transition, if any, happened before the checkpoint, but its per-epoch setup did not
-        if self.schedule is not None and self._fit_start is not None and self._prepared_epoch != trainer.current_epoch:
-            self._prepare_epoch(trainer, pl_module)
-
-    def _prepare_epoch(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def _prepare_epoch(self, pl_module: pl.LightningModule) -> None:
         apply_batchnorm_policy(pl_module, self.frozen_bn_track_running_stats)
         pl_module.log(DEPTH_METRIC, float(self._depth), on_step=False, on_epoch=True)
-        self._prepared_epoch = trainer.current_epoch
 
     def _should_transition(self, trainer: pl.Trainer) -> bool:
         assert self.schedule is not None

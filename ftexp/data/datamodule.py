@@ -15,8 +15,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from ftexp.data.generated import SPLITS
-from ftexp.data.tasks import TASKS, load_task_columns
+from ftexp.data.generated import SPLITS, word_level_tokenizer
+from ftexp.data.tasks import GENERATED_TASKS, TASKS, load_task_columns
 from ftexp.hub import HubUnavailableError, require_hub, resolve_pretrained, unavailable_message
 
 
@@ -93,15 +93,14 @@ class PairClassificationDataModule(pl.LightningDataModule):
         super().__init__()
         if task not in TASKS:
             raise ValueError(f"data.task: unknown task {task!r}; known tasks: {', '.join(TASKS)}")
-        generated = [name for name, spec in TASKS.items() if spec.generator is not None]
-        if task not in generated and tokenizer is None:
+        if task not in GENERATED_TASKS and tokenizer is None:
             raise ValueError(
                 f"data.tokenizer: task {task!r} needs a pretrained tokenizer; a model with `pretrained` (e.g. "
                 "model=minilm) provides its own, or set data.tokenizer=<hub id or local directory>"
             )
-        if synthetic is not None and task not in generated:
+        if synthetic is not None and task not in GENERATED_TASKS:
             raise ValueError(
-                f"data.synthetic: only used by the generated tasks ({', '.join(generated)}), not by {task!r}"
+                f"data.synthetic: only used by the generated tasks ({', '.join(GENERATED_TASKS)}), not by {task!r}"
             )
         self.task_name = task
         self.task = TASKS[task]
@@ -122,8 +121,8 @@ class PairClassificationDataModule(pl.LightningDataModule):
         return len(self.task.label_names)
 
     def _build_tokenizer(self) -> PreTrainedTokenizerBase:
-        if self.tokenizer_source is None:
-            return self.task.word_tokenizer(self.max_seq_length)
+        if self.tokenizer_source is None:  # a generated task (checked in __init__): its own words
+            return word_level_tokenizer(self.synthetic.vocabulary(), self.max_seq_length)
         what = f"tokenizer {self.tokenizer_source!r}"
         hint = (
             "Point data.tokenizer at a local directory holding the tokenizer files; the configs default it to "

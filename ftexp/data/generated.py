@@ -1,12 +1,14 @@
 """What the generated tasks (:mod:`ftexp.data.synthetic`, :mod:`ftexp.data.transfer`) share: split sizes checked up
-front, and a word-level tokenizer for the models trained from scratch on them."""
+front, one reproducible random stream per split, and a word-level tokenizer for the models trained from scratch on
+them."""
 
 from __future__ import annotations
 
 import random
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
@@ -16,11 +18,13 @@ SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]")
 
 
 @dataclass(frozen=True)
-class GeneratedSplits:
-    """Split sizes and the data seed of a generated task; subclasses give their own defaults and ``task``, the
-    name their errors start with."""
+class GeneratedSplits(ABC):
+    """Split sizes and the data seed of a generated task. Subclasses give their own defaults, ``task`` (the name
+    their errors start with), ``seed_prefix`` (which keeps two tasks with the same seed from sharing a random
+    stream), how one example is made (:meth:`example`) and every word it can contain (:meth:`vocabulary`)."""
 
     task: ClassVar[str] = "generated task"
+    seed_prefix: ClassVar[str]
     n_train: int
     n_validation: int
     n_test: int
@@ -37,11 +41,29 @@ class GeneratedSplits:
             raise ValueError(f"{self.task}: unknown split {split!r}; splits are {', '.join(SPLITS)}")
         return {"train": self.n_train, "validation": self.n_validation, "test": self.n_test}[split]
 
+    def split(self, split: str) -> list[Any]:
+        """The examples of ``split``. Each split has its own random stream, so resizing one leaves the others
+        unchanged; the stream depends on the data seed only, so every training seed sees the same data."""
+        self.size(split)  # an unknown split fails here
+        # A string seed is hashed with SHA-512 by `random`, so the stream is the same in every process.
+        rng = random.Random(f"{self.seed_prefix}/{self.seed}/{split}")
+        return [self.example(rng, split, label) for label in self.balanced_labels(split, rng)]
+
     def balanced_labels(self, split: str, rng: random.Random) -> list[int]:
         """0 and 1 alternately, shuffled: every split is balanced by construction."""
         labels = [i % 2 for i in range(self.size(split))]
         rng.shuffle(labels)
         return labels
+
+    @abstractmethod
+    def example(self, rng: random.Random, split: str, label: int) -> Any:
+        """One example of ``split`` with ``label``, drawn from ``rng`` (the split's stream)."""
+
+    @classmethod
+    @abstractmethod
+    def vocabulary(cls) -> list[str]:
+        """Every word the task can produce in any split, :data:`SPECIAL_TOKENS` first ([PAD] is id 0), in a fixed
+        order: the vocabulary of its :func:`word_level_tokenizer`."""
 
 
 def word_level_tokenizer(vocabulary: Sequence[str], max_length: int) -> PreTrainedTokenizerFast:

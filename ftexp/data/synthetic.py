@@ -49,20 +49,23 @@ class PairExample:
 
 @dataclass(frozen=True)
 class SyntheticPairs(GeneratedSplits):
-    """Split sizes and the data seed. Each split has its own random stream, so resizing one leaves the others
-    unchanged; the seed is independent of the training seed, so every training seed sees the same data."""
+    """Split sizes and the data seed (:meth:`~ftexp.data.generated.GeneratedSplits.split` gives the examples)."""
 
     task: ClassVar[str] = "synthetic task"
+    seed_prefix: ClassVar[str] = "ftexp-synthetic-pairs"
     n_train: int = 4000
     n_validation: int = 500
     n_test: int = 500
     seed: int = 0
 
-    def split(self, split: str) -> list[PairExample]:
-        self.size(split)  # an unknown split fails here
-        # A string seed is hashed with SHA-512 by `random`, so the stream is the same in every process.
-        rng = random.Random(f"ftexp-synthetic-pairs/{self.seed}/{split}")
-        return [make_example(rng, label) for label in self.balanced_labels(split, rng)]
+    def example(self, rng: random.Random, split: str, label: int) -> PairExample:
+        """Every split draws from the same nouns and claims: only its random stream differs."""
+        return make_example(rng, label)
+
+    @classmethod
+    def vocabulary(cls) -> list[str]:
+        plurals = [f"{category}s" for category in CATEGORIES]
+        return [*SPECIAL_TOKENS, *FUNCTION_WORDS, *CATEGORIES, *plurals, *NOUNS, *ADJECTIVES, *VERBS]
 
 
 def make_example(rng: random.Random, label: int) -> PairExample:
@@ -87,13 +90,8 @@ def make_example(rng: random.Random, label: int) -> PairExample:
     return PairExample(" and ".join(clauses), HYPOTHESES[number].format(category), label)
 
 
-def vocabulary() -> list[str]:
-    """Every token the task can produce, special tokens first ([PAD] is id 0), in a fixed order."""
-    plurals = [f"{category}s" for category in CATEGORIES]
-    return [*SPECIAL_TOKENS, *FUNCTION_WORDS, *CATEGORIES, *plurals, *NOUNS, *ADJECTIVES, *VERBS]
-
-
 def build_tokenizer(max_length: int) -> PreTrainedTokenizerFast:
-    """A word-level BERT-style tokenizer over :func:`vocabulary`: ``[CLS] premise [SEP] hypothesis [SEP]`` with
-    token type ids 0/1; unknown words map to ``[UNK]``."""
-    return word_level_tokenizer(vocabulary(), max_length)
+    """The synthetic task's tokenizer without a datamodule (the tiny model's example, local model copies in the
+    tests): word-level over :meth:`SyntheticPairs.vocabulary`, ``[CLS] premise [SEP] hypothesis [SEP]`` with token
+    type ids 0/1; unknown words map to ``[UNK]``."""
+    return word_level_tokenizer(SyntheticPairs.vocabulary(), max_length)

@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from transformers import PreTrainedTokenizerBase
-
 from ftexp.data import synthetic, transfer
+from ftexp.data.generated import GeneratedSplits
 from ftexp.hub import HubUnavailableError, require_hub, unavailable_message
 
 log = logging.getLogger(__name__)
@@ -46,17 +45,17 @@ Columns = dict[str, list]
 @dataclass(frozen=True)
 class PairTask:
     """Column names, label names (in label-id order) and the default hub source of a pair task (or of a
-    single-sentence task: one text field). A task generated offline has a ``generator`` instead (a class built
-    from ``data.synthetic``, i.e. split sizes and data seed, whose ``split(name)`` returns examples with the task's
-    columns as attributes) and a ``word_tokenizer`` (its own tokenizer, for models without a pretrained one)."""
+    single-sentence task: one text field). A task generated offline has a ``generator`` instead: a
+    :class:`~ftexp.data.generated.GeneratedSplits` built from ``data.synthetic`` (split sizes and data seed), whose
+    ``split(name)`` returns examples with the task's columns as attributes and whose ``vocabulary()`` gives models
+    without a pretrained tokenizer their word-level one."""
 
     text_fields: tuple[str, ...]
     label_field: str
     label_names: tuple[str, ...]
     hub_path: str | None = None
     hub_name: str | None = None
-    generator: Callable[..., Any] | None = None
-    word_tokenizer: Callable[[int], PreTrainedTokenizerBase] | None = None
+    generator: type[GeneratedSplits] | None = None
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -69,18 +68,17 @@ TASKS: dict[str, PairTask] = {
         "label",
         synthetic.LABEL_NAMES,
         generator=synthetic.SyntheticPairs,
-        word_tokenizer=synthetic.build_tokenizer,
     ),
     "transfer": PairTask(
         ("sentence",),
         "label",
         transfer.LABEL_NAMES,
         generator=transfer.HeldOutSentiment,
-        word_tokenizer=transfer.build_tokenizer,
     ),
     "rte": PairTask(("premise", "hypothesis"), "label", ("entailment", "not_entailment"), "aps/super_glue", "rte"),
     "boolq": PairTask(("question", "passage"), "label", ("False", "True"), "aps/super_glue", "boolq"),
 }
+GENERATED_TASKS = tuple(name for name, spec in TASKS.items() if spec.generator is not None)
 
 
 def load_task_columns(

@@ -29,10 +29,11 @@ by roughly how common the words are (train, validation, train, test, ...), so th
 hard; every word is a single wordpiece in the BERT uncased vocabulary (all-MiniLM-L6-v2 included), so no split
 differs from another in length or tokenization.
 
-The word-level tokenizer (:func:`build_tokenizer`, for models trained from scratch) knows the words of all three
-splits: a test word gets its own (untrained) embedding instead of ``[UNK]``. Mapping unseen words to ``[UNK]``
-would erase them from the input and handicap the from-scratch baseline by construction; with their own ids the
-baseline sees exactly the same sentences as the pretrained model and fails only for lack of prior knowledge.
+The word-level tokenizer (over :meth:`HeldOutSentiment.vocabulary`, for models trained from scratch) knows the
+words of all three splits: a test word gets its own (untrained) embedding instead of ``[UNK]``. Mapping unseen
+words to ``[UNK]`` would erase them from the input and handicap the from-scratch baseline by construction; with
+their own ids the baseline sees exactly the same sentences as the pretrained model and fails only for lack of
+prior knowledge.
 
 Example::
 
@@ -47,9 +48,7 @@ import random
 from dataclasses import dataclass
 from typing import ClassVar
 
-from transformers import PreTrainedTokenizerFast
-
-from ftexp.data.generated import SPECIAL_TOKENS, SPLITS, GeneratedSplits, word_level_tokenizer
+from ftexp.data.generated import SPECIAL_TOKENS, SPLITS, GeneratedSplits
 
 LABEL_NAMES = ("negative", "positive")
 NEGATIVE, POSITIVE = 0, 1
@@ -134,12 +133,12 @@ class SentenceExample:
 
 @dataclass(frozen=True)
 class HeldOutSentiment(GeneratedSplits):
-    """Split sizes and the data seed. Each split has its own random stream, so resizing one leaves the others
-    unchanged; the seed is independent of the training seed, so every training seed sees the same data. The
+    """Split sizes and the data seed (:meth:`~ftexp.data.generated.GeneratedSplits.split` gives the examples). The
     sentiment words of each split are fixed (:data:`LABEL_WORDS`): the seed changes the sentences, never which
     words are held out."""
 
     task: ClassVar[str] = "transfer task"
+    seed_prefix: ClassVar[str] = "ftexp-held-out-sentiment"
     n_train: int = 256
     n_validation: int = 128
     n_test: int = 512
@@ -151,12 +150,17 @@ class HeldOutSentiment(GeneratedSplits):
         if isinstance(self.contrast, bool) or not isinstance(self.contrast, int | float) or not 0 <= self.contrast <= 1:
             raise ValueError(f"transfer task: contrast must be a fraction between 0 and 1, got {self.contrast!r}")
 
-    def split(self, split: str) -> list[SentenceExample]:
-        self.size(split)  # an unknown split fails here
-        # A string seed is hashed with SHA-512 by `random`, so the stream is the same in every process.
-        rng = random.Random(f"ftexp-held-out-sentiment/{self.seed}/{split}")
-        labels = self.balanced_labels(split, rng)
-        return [make_example(rng, LABEL_WORDS[split], label, self.contrast) for label in labels]
+    def example(self, rng: random.Random, split: str, label: int) -> SentenceExample:
+        """The split decides the sentiment words (its own, held out from the others); the rest is shared."""
+        return make_example(rng, LABEL_WORDS[split], label, self.contrast)
+
+    @classmethod
+    def vocabulary(cls) -> list[str]:
+        """The words of all three splits, test sentiment words included: see the module docstring for why."""
+        filler = " ".join((*TEMPLATES, *CONTRAST_TEMPLATES, *NOUNS, *SPEAKERS, *ADVERBS, *TIMES)).split()
+        neutral = sorted({word for word in filler if not word.startswith("{")})
+        sentiment = [word for split in SPLITS for label in (NEGATIVE, POSITIVE) for word in LABEL_WORDS[split][label]]
+        return [*SPECIAL_TOKENS, *neutral, *sentiment]
 
 
 def make_example(rng: random.Random, words: dict[int, tuple[str, ...]], label: int, contrast: float) -> SentenceExample:
@@ -174,16 +178,3 @@ def make_example(rng: random.Random, words: dict[int, tuple[str, ...]], label: i
     if rng.random() < 0.3:
         sentence = f"{rng.choice(TIMES)} {sentence}"
     return SentenceExample(sentence, label)
-
-
-def vocabulary() -> list[str]:
-    """Every token the task can produce in any split, special tokens first ([PAD] is id 0), in a fixed order."""
-    filler = " ".join((*TEMPLATES, *CONTRAST_TEMPLATES, *NOUNS, *SPEAKERS, *ADVERBS, *TIMES)).split()
-    neutral = sorted({word for word in filler if not word.startswith("{")})
-    sentiment = [word for split in SPLITS for label in (NEGATIVE, POSITIVE) for word in LABEL_WORDS[split][label]]
-    return [*SPECIAL_TOKENS, *neutral, *sentiment]
-
-
-def build_tokenizer(max_length: int) -> PreTrainedTokenizerFast:
-    """A word-level BERT-style tokenizer over :func:`vocabulary`: ``[CLS] sentence [SEP]``, token type ids 0."""
-    return word_level_tokenizer(vocabulary(), max_length)

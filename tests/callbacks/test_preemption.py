@@ -17,10 +17,11 @@ import pytorch_lightning as pl
 import torch
 from hydra import compose, initialize_config_dir
 from pytorch_lightning.callbacks import Callback
+from submitit.core.utils import UncompletedJobError
 
 from ftexp.callbacks.preemption import PreemptionCheckpoint, RequeueRequested, preemption_signal
 from ftexp.config import CONFIG_DIR
-from ftexp.train import run
+from ftexp.train import hand_over, run
 
 QUICK = [
     "trainer.max_epochs=6",
@@ -35,6 +36,29 @@ QUICK = [
     "logger=csv",
 ]
 SIGNAL_AT = (4, 2)  # (epoch, batch): phase 1 of the demo's explicit schedule has started at epoch 3 at the latest
+
+
+class RaiseAt(Callback):
+    """Raises ``RuntimeError`` before training batch ``batch`` of epoch ``epoch``: a run that fails mid-fit."""
+
+    def __init__(self, epoch: int, batch: int) -> None:
+        self.epoch, self.batch = epoch, batch
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:
+        if (trainer.current_epoch, batch_idx) == (self.epoch, self.batch):
+            raise RuntimeError("the training step failed")
+
+
+class SignalSelfInLastValidation(Callback):
+    """Sends ``signum`` to this process during the validation of the last epoch, after the last training batch."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum, self.sent = signum, False
+
+    def on_validation_batch_start(self, trainer: pl.Trainer, *args) -> None:
+        if trainer.current_epoch == trainer.max_epochs - 1 and not trainer.sanity_checking and not self.sent:
+            self.sent = True
+            os.kill(os.getpid(), self.signum)
 
 
 class SignalSelfAt(Callback):
@@ -53,6 +77,15 @@ def compose_run(run_dir: Path, *overrides: str):
         return compose("config", overrides=[f"paths.output_dir={run_dir}", *QUICK, *overrides])
 
 
+def raise_override() -> list[str]:
+    epoch, batch = SIGNAL_AT
+    return [
+        f"+callbacks.fail._target_={__name__}.RaiseAt",
+        f"+callbacks.fail.epoch={epoch}",
+        f"+callbacks.fail.batch={batch}",
+    ]
+
+
 def signal_override(signum: int) -> list[str]:
     target = f"{__name__}.SignalSelfAt"
     epoch, batch = SIGNAL_AT
@@ -64,23 +97,43 @@ def signal_override(signum: int) -> list[str]:
     ]
 
 
+class FakeSubmitit:
+    """Stands in for submitit's handler of the preemption signal (``checkpoint_and_try_requeue``): records the
+    signals it is given and returns, or raises ``refusal`` as submitit does after ``max_num_timeout`` time-outs."""
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+        self.refusal: Exception | None = None
+
+    def __call__(self, signum: int, frame) -> None:
+        self.received.append(signum)
+        if self.refusal is not None:
+            raise self.refusal
+
+
 @pytest.fixture
-def fake_submitit_handler():
-    """Stands in for submitit's requeue-and-exit handler of the preemption signal: records what it was given."""
-    received: list[int] = []
-    signum = preemption_signal()
-    previous = signal.signal(signum, lambda number, frame: received.append(number))
+def torch_threads():
+    """Puts back torch's thread count, which a run sets (``cpu_threads``)."""
     threads = torch.get_num_threads()
-    yield received
-    signal.signal(signum, previous)
+    yield
     torch.set_num_threads(threads)
 
 
-def test_the_preemption_signal_checkpoints_at_a_batch_boundary_then_goes_to_its_owner(tmp_path, fake_submitit_handler):
+@pytest.fixture
+def fake_submitit(torch_threads):
+    """A :class:`FakeSubmitit` owning the preemption signal, as submitit's handler does in a job."""
+    handler = FakeSubmitit()
+    signum = preemption_signal()
+    previous = signal.signal(signum, handler)
+    yield handler
+    signal.signal(signum, previous)
+
+
+def test_the_preemption_signal_checkpoints_at_a_batch_boundary_then_goes_to_its_owner(tmp_path, fake_submitit):
     with pytest.raises(RequeueRequested) as stopped:
         run(compose_run(tmp_path, *signal_override(preemption_signal())))
 
-    assert fake_submitit_handler == [preemption_signal()], "submitit's handler gets the signal after the checkpoint"
+    assert fake_submitit.received == [preemption_signal()], "submitit's handler gets the signal after the checkpoint"
     assert stopped.value.checkpoint == tmp_path / "checkpoints" / "last.ckpt"
     saved = torch.load(stopped.value.checkpoint, weights_only=False)
     epoch, batch = SIGNAL_AT
@@ -90,10 +143,10 @@ def test_the_preemption_signal_checkpoints_at_a_batch_boundary_then_goes_to_its_
     )
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["status"] == "requeued" and result["attempts"][-1]["status"] == "requeued"
-    assert signal.getsignal(preemption_signal()) is not PreemptionCheckpoint._take_note
+    assert signal.getsignal(preemption_signal()) is fake_submitit, "the signal is submitit's again"
 
 
-def test_a_requeued_run_resumes_at_its_phase_and_reports_one_run(tmp_path, fake_submitit_handler):
+def test_a_requeued_run_resumes_at_its_phase_and_reports_one_run(tmp_path, fake_submitit):
     with pytest.raises(RequeueRequested):
         run(compose_run(tmp_path, *signal_override(preemption_signal())))
     stopped = json.loads((tmp_path / "result.json").read_text())
@@ -112,7 +165,7 @@ def test_a_requeued_run_resumes_at_its_phase_and_reports_one_run(tmp_path, fake_
     assert finished["history"][SIGNAL_AT[0]]["finetuning_depth"] == depth_when_stopped, "resumed at its phase"
 
 
-def test_sigterm_stops_at_a_batch_boundary_with_a_checkpoint(tmp_path, fake_submitit_handler):
+def test_sigterm_stops_at_a_batch_boundary_with_a_checkpoint(tmp_path, fake_submitit):
     with pytest.raises(BaseException):  # noqa: B017  Lightning re-raises its SIGTERMException after the teardown
         run(compose_run(tmp_path, *signal_override(signal.SIGTERM)))
 
@@ -120,6 +173,71 @@ def test_sigterm_stops_at_a_batch_boundary_with_a_checkpoint(tmp_path, fake_subm
     assert result["status"] == "interrupted"
     saved = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
     assert saved["epoch"] == SIGNAL_AT[0]
-    assert fake_submitit_handler == [], "SIGTERM is Lightning's: the preemption signal's owner is not called"
+    assert fake_submitit.received == [], "SIGTERM is Lightning's: the preemption signal's owner is not called"
+    assert signal.getsignal(preemption_signal()) is fake_submitit, "the preemption signal is submitit's again"
     finished = run(compose_run(tmp_path))
     assert finished["status"] == "completed" and [row["epoch"] for row in finished["history"]] == list(range(6))
+
+
+def test_a_run_that_fails_gives_the_preemption_signal_back_to_its_owner(tmp_path, fake_submitit):
+    with pytest.raises(RuntimeError, match="the training step failed"):
+        run(compose_run(tmp_path, *raise_override()))
+
+    assert signal.getsignal(preemption_signal()) is fake_submitit
+    assert json.loads((tmp_path / "result.json").read_text())["status"] == "failed"
+
+
+def test_after_training_the_preemption_signal_goes_to_its_owner_again(tmp_path, fake_submitit):
+    target = f"{__name__}.SignalSelfInLastValidation"
+    overrides = [f"+callbacks.signal_self._target_={target}", f"+callbacks.signal_self.signum={preemption_signal()}"]
+
+    finished = run(compose_run(tmp_path, *overrides))
+    signal.raise_signal(preemption_signal())  # as during trainer.test, or in a later run in this process
+
+    assert finished["status"] == "completed", "the signal came after the last training batch: nothing to stop"
+    assert fake_submitit.received == [preemption_signal()], "the signal after fit reached its owner"
+
+
+def test_a_later_run_in_the_same_process_cannot_requeue_without_an_owner(tmp_path, torch_threads):
+    """Its owner is the one from before any run: not a handler an earlier run left behind."""
+    original = signal.getsignal(preemption_signal())
+    with pytest.raises(RuntimeError):
+        run(compose_run(tmp_path / "first", *raise_override()))
+    with pytest.raises(RequeueRequested):
+        run(compose_run(tmp_path / "second", *signal_override(preemption_signal())))
+
+    assert signal.getsignal(preemption_signal()) is original
+    result = json.loads((tmp_path / "second" / "result.json").read_text())
+    assert result["status"] == "interrupted", "no owner to requeue the job: a rerun in the run dir resumes"
+
+
+def test_when_submitit_refuses_to_requeue_the_attempt_is_recorded_as_failed(tmp_path, fake_submitit):
+    fake_submitit.refusal = UncompletedJobError("Job not requeued because: timed-out too many times.")
+
+    with pytest.raises(UncompletedJobError):
+        run(compose_run(tmp_path, *signal_override(preemption_signal())))
+
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["status"] == "failed" and result["attempts"][-1]["status"] == "failed"
+    assert result["error"] == "UncompletedJobError: Job not requeued because: timed-out too many times."
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file(), "the state is saved all the same"
+
+
+def test_a_task_other_than_rank_0_ends_cleanly_when_submitit_leaves_the_requeue_to_rank_0(tmp_path, fake_submitit):
+    preemption = signalled_during_fit(PreemptionCheckpoint(tmp_path))
+    result, attempt = {"status": "requeued"}, {"status": "requeued"}
+
+    with pytest.raises(SystemExit) as ended:
+        hand_over(preemption, result, attempt, rank=1)
+
+    assert ended.value.code == 0, "not RequeueRequested with a traceback and exit status 1"
+    assert fake_submitit.received == [preemption_signal()]
+    assert result["status"] == attempt["status"] == "requeued", "rank 0 requeues the job"
+
+
+def signalled_during_fit(preemption: PreemptionCheckpoint) -> PreemptionCheckpoint:
+    """``preemption`` after a fit during which the preemption signal arrived (its hooks do not use the trainer)."""
+    preemption.on_train_start(None, None)  # type: ignore[arg-type]
+    signal.raise_signal(preemption.signum)
+    preemption.teardown(None, None, "fit")  # type: ignore[arg-type]
+    return preemption

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ftexp.data import PairClassificationDataModule, SyntheticPairs, build_tokenizer
-from ftexp.data.synthetic import CATEGORIES, CATEGORY_OF
+from ftexp.data.synthetic import CATEGORIES, CATEGORY_OF, PairExample
 from ftexp.data.tasks import load_hub_dataset
 from ftexp.hub import HubUnavailableError
 
@@ -24,6 +24,14 @@ def claim_holds(premise: str, hypothesis: str) -> bool:
 def test_every_label_is_entailment_exactly_when_the_premise_supports_the_claim():
     examples = SyntheticPairs(n_train=2000).split("train")
     assert all((example.label == 0) == claim_holds(example.premise, example.hypothesis) for example in examples)
+
+
+def test_a_seed_s_pairs_never_change():
+    """The published results (docs/results) and the examples in the docs were made from these pairs."""
+    assert SyntheticPairs(seed=1).split("validation")[:2] == [
+        PairExample("the green cello follows the drum and the heavy bird finds the spade", "there is a melon", 1),
+        PairExample("the goat follows the wrench and the drill finds the sheep", "there is a goat", 0),
+    ]
 
 
 def test_splits_are_balanced_reproducible_and_independent_of_the_other_splits_sizes():
@@ -61,6 +69,8 @@ def test_configuration_mistakes_are_reported_before_any_data_is_loaded():
         PairClassificationDataModule(task="mnli")
     with pytest.raises(ValueError, match="needs a pretrained tokenizer"):
         PairClassificationDataModule(task="rte")
+    with pytest.raises(ValueError, match=r"only used by the generated tasks \(synthetic, transfer\), not by 'rte'"):
+        PairClassificationDataModule(task="rte", tokenizer="bert-base-uncased", synthetic={"n_train": 8})
 
 
 def test_an_unreachable_hub_fails_at_once_and_says_how_to_use_a_local_copy(monkeypatch):

@@ -12,7 +12,7 @@ from transformers import AutoTokenizer
 
 from ftexp.conf_schema import validate_config
 from ftexp.data import HeldOutSentiment, PairClassificationDataModule
-from ftexp.data.transfer import LABEL_WORDS, SPLITS, build_tokenizer, vocabulary
+from ftexp.data.transfer import LABEL_WORDS, SPLITS, SentenceExample
 from ftexp.hub import resolve_pretrained
 from ftexp.train import build, run
 from tests.models.local_copies import MINILM, compose_config, needs_minilm
@@ -64,6 +64,14 @@ def restore_threads():
 
 
 # ------------------------------------------------------------------ the generator
+def test_a_seed_s_sentences_never_change():
+    """The published results (docs/results) were measured on these sentences."""
+    assert HeldOutSentiment(seed=1).split("train")[:2] == [
+        SentenceExample("the guide found the performance sloppy and so dreadful", 0),
+        SentenceExample("everyone said the song was rotten but i found it rather remarkable", 1),
+    ]
+
+
 def test_each_split_is_reproducible_per_seed_and_independent_of_the_other_splits_sizes():
     task = HeldOutSentiment(n_train=64, n_validation=32, n_test=32, seed=3)
     assert HeldOutSentiment(n_train=64, n_validation=32, n_test=32, seed=3).split("test") == task.split("test")
@@ -122,11 +130,11 @@ def test_the_contrast_fraction_and_split_sizes_are_checked():
 
 # ------------------------------------------------------------------ tokenizers and the datamodule
 def test_the_word_level_tokenizer_knows_every_word_of_every_split():
-    tokenizer = build_tokenizer(max_length=32)
+    tokenizer = PairClassificationDataModule(task="transfer", max_seq_length=32).tokenizer  # no pretrained one
     task = HeldOutSentiment(n_train=1000, n_validation=1000, n_test=1000)
     words = {word for split in SPLITS for e in task.split(split) for word in e.sentence.split()}
     assert tokenizer.unk_token_id not in tokenizer.convert_tokens_to_ids(sorted(words))
-    assert set(POLARITY) <= set(vocabulary()), "test words get their own ids, not [UNK]"
+    assert set(POLARITY) <= set(tokenizer.get_vocab()), "test words get their own ids, not [UNK]"
     encoding = tokenizer("The movie was amazing")
     tokens = tokenizer.convert_ids_to_tokens(encoding["input_ids"])
     assert tokens == ["[CLS]", "the", "movie", "was", "amazing", "[SEP]"]
@@ -135,7 +143,8 @@ def test_the_word_level_tokenizer_knows_every_word_of_every_split():
 
 @needs_minilm
 def test_every_word_the_task_uses_is_one_minilm_wordpiece(minilm_tokenizer):
-    assert [word for word in vocabulary()[4:] if len(minilm_tokenizer.tokenize(word)) != 1] == []
+    words = HeldOutSentiment.vocabulary()[4:]  # after the special tokens
+    assert [word for word in words if len(minilm_tokenizer.tokenize(word)) != 1] == []
 
 
 @pytest.mark.parametrize("tokenizer", [None, pytest.param(MINILM, marks=needs_minilm)], ids=["word-level", "minilm"])
@@ -157,7 +166,7 @@ def test_the_tiny_model_gets_the_word_level_tokenizer_embeds_every_word_and_runs
     cfg = compose_config(tmp_path, "model=tiny", "data=transfer", "debug=fast_dev_run", *SMALL)
     objects = build(cfg)
     assert objects.datamodule.tokenizer_source is None
-    assert objects.model.model.get_input_embeddings().num_embeddings == len(vocabulary())
+    assert objects.model.model.get_input_embeddings().num_embeddings == len(HeldOutSentiment.vocabulary())
     assert run(cfg)["status"] == "completed"
 
 
@@ -168,7 +177,6 @@ def test_the_offline_transfer_overlay_composes_minilm_on_the_transfer_task(tmp_p
     assert cfg.name == "offline_transfer"
     assert (cfg.model.pretrained, cfg.data.task, cfg.data.tokenizer) == (MINILM, "transfer", MINILM)
     assert cfg.schedule.name == "explicit" and cfg.explicit_schedule.endswith("ft_schedules/minilm_transfer.yaml")
-    assert cfg.cpu_threads == 2 and cfg.trainer.max_epochs == 12
     assert cfg.schedule.callbacks.early_stopping.min_delta == 0.01, "one improvement threshold for every scenario"
 
 

@@ -23,14 +23,12 @@ from hydra.core.utils import JobStatus
 from hydra.types import HydraContext
 from hydra.utils import instantiate
 
-from ftexp.conf_schema import config_problems
+from ftexp.conf_schema import LOCAL_GPUS_LAUNCHER, config_problems
 from ftexp.config import CONFIG_DIR
 
 # Hydra's plugin scan (at the first compose of the session) executes this module again, in place: its classes and
 # functions are looked up on the module when used, never imported by name
 from hydra_plugins.ftexp_launchers import local_gpus
-
-TARGET = "hydra_plugins.ftexp_launchers.local_gpus.LocalGPUsLauncher"
 
 
 def compose_ftexp(tmp_path: Path, *overrides: str):
@@ -113,7 +111,7 @@ def test_without_any_gpu_the_sweep_stops_with_a_clear_error_before_any_job(tmp_p
 # ------------------------------------------------------------------ hardware=local_gpus
 def test_hardware_local_gpus_gives_each_job_gpus_per_job_devices_and_the_launcher_the_same_values(tmp_path):
     cfg = compose_ftexp(tmp_path, "hardware=local_gpus")
-    assert cfg.hydra.launcher._target_ == TARGET
+    assert cfg.hydra.launcher._target_ == LOCAL_GPUS_LAUNCHER, "the launcher the config checks recognise"
     assert (cfg.hydra.launcher.gpus, cfg.hydra.launcher.gpus_per_job) == (None, 1)
     assert (cfg.trainer.accelerator, cfg.trainer.devices, cfg.trainer.strategy) == ("gpu", 1, "auto")
     assert config_problems(cfg) == []
