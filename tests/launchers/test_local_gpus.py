@@ -141,20 +141,21 @@ def toy_task():
     def task(cfg):
         import os
         import signal
-        import time
         from pathlib import Path
 
         shared = Path(cfg.shared_dir)
         if cfg.mode == "killed":
             os.kill(os.getpid(), signal.SIGKILL)
-        if cfg.mode == "waits_for_next":  # holds its GPU until the job after it has started on the other one
-            deadline = time.monotonic() + 120
-            while not (shared / "next_started").exists():
-                if time.monotonic() > deadline:
-                    raise TimeoutError("the next job never started while this one was running")
-                time.sleep(0.05)
-        if cfg.mode == "next":
-            (shared / "next_started").touch()
+        if cfg.mode in ("waits_for_next", "next"):
+            # a rendezvous on a FIFO: opening one end blocks until the other end is opened, so "waits_for_next"
+            # holds its GPU until "next" is running on the other one; an alarm bounds the wait if it never comes
+            def give_up(signum, frame):
+                raise TimeoutError(f"{cfg.mode}: the other job never ran while this one was running")
+
+            signal.signal(signal.SIGALRM, give_up)
+            signal.alarm(120)
+            with (shared / "rendezvous").open("rb" if cfg.mode == "waits_for_next" else "wb"):
+                signal.alarm(0)
         if cfg.mode == "raises":
             raise ValueError("this job fails")
         return os.environ["CUDA_VISIBLE_DEVICES"]
@@ -167,6 +168,7 @@ def launch_toy_jobs(tmp_path: Path, modes: list[str], **launcher_args):
     conf_dir = tmp_path / "conf"
     conf_dir.mkdir()
     (conf_dir / "toy.yaml").write_text(f"mode: ok\nshared_dir: {tmp_path}\n")
+    os.mkfifo(tmp_path / "rendezvous")
     overrides = [f"hydra.sweep.dir={tmp_path / 'sweep'}", "hydra/hydra_logging=none"]
     with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3", job_name="toy"):
         cfg = compose("toy", overrides=overrides, return_hydra_config=True)

@@ -9,7 +9,11 @@ would anywhere else. Later attempts resume from ``last.ckpt`` and are never held
 
 from __future__ import annotations
 
+import os
+import select
+import signal
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytorch_lightning as pl
@@ -40,6 +44,34 @@ class HoldFirstAttemptUntilSignalled(Callback):
         self._held = True
         preemption = next(cb for cb in trainer.callbacks if isinstance(cb, PreemptionCheckpoint))
         rank_zero_info(f"hold: phase {scheduler.curr_depth}, first attempt: waiting for a signal")
-        deadline = time.monotonic() + self.max_wait_s
-        while preemption.received is None and not trainer.received_sigterm and time.monotonic() < deadline:
-            time.sleep(0.2)  # the signal handlers run between these sleeps
+
+        def signalled() -> bool:
+            return preemption.received is not None or trainer.received_sigterm
+
+        if not wait_for_a_signal(signalled, self.max_wait_s):
+            rank_zero_info(f"hold: no signal within {self.max_wait_s} s; going on")
+
+
+def wait_for_a_signal(signalled: Callable[[], bool], timeout_s: float) -> bool:
+    """Block until ``signalled()`` is true, waking on each signal the process receives; False after ``timeout_s``.
+
+    Python runs signal handlers in the main thread only, and a signal the kernel delivers to another thread (torch
+    has several) does not interrupt a wait there; the interpreter's wakeup fd gets a byte whichever thread takes
+    it, so the wait is on that fd. A signal that arrives between the check and the wait has already written its
+    byte: nothing is missed.
+    """
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    previous = signal.set_wakeup_fd(write_end)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while not signalled():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([read_end], [], [], remaining)[0]:
+                return False
+            os.read(read_end, 512)  # the handlers run before the next check
+        return True
+    finally:
+        signal.set_wakeup_fd(previous)
+        os.close(read_end)
+        os.close(write_end)

@@ -3,7 +3,7 @@
 it short). Three sweeps run side by side on the cluster, one per way a sweep can end:
 
 - every job completes: exit status 0, each job's ``result.json`` says completed and names its SLURM job, which the
-  cluster's accounting knows as a completed job of the array the sweep submitted;
+  cluster knows as a completed job of the array the sweep submitted;
 - one job fails at start (an exception in the task): the sweep exits non-zero after the other jobs completed;
 - one job dies without writing anything (the process exits): the sweep ends non-zero instead of waiting forever,
   because submitit reads the job's end from ``sacct`` (why scripts/local_slurm.sh keeps accounting on).
@@ -66,30 +66,40 @@ class Sweep:
 
     def slurm_jobs(self) -> dict[str, dict[str, str]]:
         """The SLURM jobs this sweep submitted (the submitit folder names them: <array id>_<task>), by job id as the
-        job sees it (SLURM_JOB_ID): the accounting's job name, state and exit code."""
+        job sees it (SLURM_JOB_ID): the job's name, state and exit code."""
         arrays = submitted(self.dir)
         assert arrays, f"no job was submitted: {self.dir / '.submitit'} names none"
-        return accounting(arrays)
+        return ended_jobs(arrays)
 
 
-def accounting(job_ids: list[str]) -> dict[str, dict[str, str]]:
-    """``sacct`` rows of the given jobs (array tasks included), once none is pending or running: the controller
-    reports a job's end to the accounting daemon a moment after the job has handed back its result."""
-    fields = ("JobIDRaw", "JobID", "JobName", "State", "ExitCode")
-    deadline = time.monotonic() + 60
-    while True:
-        answer = subprocess.run(
-            ["sacct", "-n", "-P", "-X", "-j", ",".join(job_ids), "-o", ",".join(fields)],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        rows = [dict(zip(fields, line.split("|"), strict=True)) for line in answer.stdout.splitlines() if line]
-        if rows and not any(row["State"] in ("PENDING", "RUNNING", "COMPLETING") for row in rows):
-            return {row["JobIDRaw"]: row for row in rows}
-        if time.monotonic() > deadline:
-            raise AssertionError(f"jobs {job_ids} still unfinished in sacct a minute after their sweep ended: {rows}")
-        time.sleep(1)
+def ended_jobs(job_ids: list[str]) -> dict[str, dict[str, str]]:
+    """What the controller knows of the given jobs (array tasks included) once all of them have ended, in
+    ``sacct``'s field names: job id as the job sees it, job id as listed, name, state and exit code.
+
+    A job has handed back its result a moment before SLURM ends it, so the sweep's end does not mean the jobs'
+    end: a job that depends on theirs (``afterany``), submitted with ``sbatch --wait``, returns once they have
+    all ended. Finished jobs stay known to the controller for MinJobAge (5 minutes, scripts/local_slurm.sh)."""
+    dependency = f"--dependency=afterany:{':'.join(job_ids)}"
+    subprocess.run(
+        ["sbatch", "--wait", "--quiet", dependency, "--output=/dev/null", "--time=1", "--wrap=true"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    rows = {}
+    for job_id in job_ids:
+        answer = subprocess.run(["scontrol", "-o", "show", "job", job_id], capture_output=True, text=True, check=True)
+        for line in answer.stdout.splitlines():
+            fields = dict(field.split("=", 1) for field in line.split() if "=" in field)
+            array_id, task = fields.get("ArrayJobId"), fields.get("ArrayTaskId")
+            rows[fields["JobId"]] = {
+                "JobIDRaw": fields["JobId"],
+                "JobID": f"{array_id}_{task}" if array_id and task else fields["JobId"],
+                "JobName": fields["JobName"],
+                "State": fields["JobState"],
+                "ExitCode": fields["ExitCode"],
+            }
+    return rows
 
 
 def summarize(sweep: Sweep, out_dir: Path) -> tuple[str, dict[str, dict[str, str]], dict[str, dict[str, str]]]:
