@@ -157,6 +157,11 @@ def _run_worker(out_path: str) -> None:
             scheduler_module.rewrap_ddp = original_rewrap
     if int(os.environ.get("LOCAL_RANK", "0")) == 0:
         Path(out_path).write_text(json.dumps(results, indent=1))
+    # leave the process group together: a rank that exits while the other's gloo threads still talk to it makes
+    # that rank abort at exit ("terminate called without an active exception", exit code -6)
+    if torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
