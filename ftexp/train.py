@@ -39,6 +39,7 @@ from ftexp.callbacks.preemption import PreemptionCheckpoint, RequeueRequested
 from ftexp.conf_schema import scheduler_node, validate_config
 from ftexp.config import instantiate
 from ftexp.dry_run import RunSchedule, dry_run, model_inputs, replaced_schedulers_note, resolve_run_schedule
+from ftexp.rank_errors import attribute_failure
 from ftexp.results import EpochMetrics, best_epoch, checkpoint_summary, phase_summary, scalars, write_json
 
 log = logging.getLogger(__name__)
@@ -116,11 +117,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     failed (and the error), so that every job of a sweep leaves one; but a start that fails never overwrites the
     ``result.json`` an earlier attempt left in the same run dir. A resumed run carries the earlier attempts on:
     ``history``, ``transitions`` and ``attempts`` cover the whole run, ``wall_time_s`` is the sum over attempts.
+    Under DDP rank 0 writes the file; when several ranks fail, ``error`` is the first failure, naming its rank, and
+    ``rank_errors`` holds each rank's (:mod:`ftexp.rank_errors`).
     With ``dry_run=true`` it prints the phase plan instead (:func:`ftexp.dry_run.dry_run`) and writes nothing.
     """
     if cfg.get("dry_run"):
         return dry_run(cfg)
-    started = time.perf_counter()
+    started, started_wall = time.perf_counter(), time.time()
     run_dir = Path(cfg.paths.output_dir)
     earlier = read_earlier_result(run_dir / "result.json")
     ckpt_path = resume_path(cfg)
@@ -142,6 +145,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     }
     objects = None
     requeue: PreemptionCheckpoint | None = None
+    failed_at = 0.0
     try:
         validate_config(cfg)
         if cfg.get("cpu_threads"):
@@ -168,10 +172,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         interrupted = stopped and objects is not None and objects.trainer.interrupted
         result["status"] = "interrupted" if interrupted else "failed"
         result["error"] = f"{type(err).__name__}: {err}"
+        failed_at = time.time()
         raise
     finally:
         if objects is not None:
             result.update(summarize(cfg, objects))
+            if result["status"] == "failed":
+                # the first failure among the ranks, not the connection error it caused on rank 0
+                attribute_failure(result, run_dir, rank_zero_only.rank, failed_at, since=started_wall)
         attempt.update(
             status=result["status"],
             start_epoch=objects.metrics.first_epoch if objects is not None else None,
@@ -241,8 +249,11 @@ def hardware_summary(trainer: pl.Trainer) -> dict[str, Any]:
 
 
 def evaluate_best(objects: RunObjects) -> dict[str, Any]:
-    """Test the best checkpoint (the current weights when there is none)."""
+    """Test the best checkpoint (the current weights when there is none). Under DDP every rank tests rank 0's best
+    checkpoint, the file rank 0 wrote: with synchronized metrics the ranks already agree on it, and a user's module
+    whose checkpoint monitor is not synchronized must not make a rank look for a file that was never written."""
     best = objects.checkpoint.best_model_path if objects.checkpoint is not None else ""
+    best = objects.trainer.strategy.broadcast(best, src=0)
     metrics = objects.trainer.test(objects.model, datamodule=objects.datamodule, ckpt_path=best or None)
     return {**scalars(metrics[0] if metrics else {}), "checkpoint": best or None}
 

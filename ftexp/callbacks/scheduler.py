@@ -25,6 +25,7 @@ from ftexp.callbacks.checkpoint import PhaseCheckpoint
 from ftexp.callbacks.ddp import rewrap_ddp, trainable_names
 from ftexp.callbacks.early_stopping import PhaseEarlyStopping
 from ftexp.callbacks.freezing import apply_batchnorm_policy, set_trainable
+from ftexp.callbacks.metric_sync import check_monitored_metrics_synced
 from ftexp.callbacks.optim_surgery import (
     add_phase_groups,
     build_lr_scheduler,
@@ -430,7 +431,8 @@ class FinetuningScheduler(Callback):
 
     def _prepare_epoch(self, pl_module: pl.LightningModule) -> None:
         apply_batchnorm_policy(pl_module, self.frozen_bn_track_running_stats)
-        pl_module.log(DEPTH_METRIC, float(self._depth), on_step=False, on_epoch=True)
+        # the same on every rank; synced so that Lightning does not warn about an unsynced epoch metric under DDP
+        pl_module.log(DEPTH_METRIC, float(self._depth), on_step=False, on_epoch=True, sync_dist=True)
 
     def _should_transition(self, trainer: pl.Trainer) -> bool:
         assert self.schedule is not None
@@ -579,6 +581,12 @@ class FinetuningScheduler(Callback):
         if self._ckpt is None or self._ckpt.best_model_score is None:
             return None
         return self._ckpt.best_model_path, float(self._ckpt.best_model_score)
+
+    # ------------------------------------------------------------------ distributed runs: one monitored value
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Before early stopping and checkpointing act on a validation: every rank must hold the same monitored
+        values (ftexp.callbacks.metric_sync), else stop with a message saying how to log them synchronized."""
+        check_monitored_metrics_synced(trainer, [self._es, self._ckpt])
 
     # ------------------------------------------------------------------ checkpoint state
     def state_dict(self) -> dict[str, Any]:

@@ -8,6 +8,8 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from torch import nn
+from torchmetrics import MeanMetric
 from transformers import AutoConfig, AutoModelForSequenceClassification, PreTrainedModel
 
 from ftexp.hub import HubUnavailableError, require_hub, resolve_pretrained, unavailable_message
@@ -31,6 +33,15 @@ class SequenceClassifier(pl.LightningModule):
         lr_scheduler_config: Lightning's scheduler keys (``interval``, ``frequency``, ``monitor``, ``name``).
         no_decay: name fragments of parameters trained without weight decay. Read by the FinetuningScheduler as
             well, so that every phase splits its parameters the same way.
+
+    The epoch metrics (``train_loss``, ``val_loss``, ``val_acc``, ``test_loss``, ``test_acc``) are torchmetrics
+    ``MeanMetric`` objects: each process keeps a sum and a count, and at the end of the epoch the sums and counts of
+    all processes are added up before dividing. So under DDP every rank logs the same value, the mean over every
+    example the ranks evaluated together, and the early stopping, the best checkpoint and the phase transitions
+    that monitor it agree across ranks. ``self.log(..., sync_dist=True)`` would average the ranks' own means
+    instead, which differs from the split's mean whenever the ranks saw different numbers of examples (a shorter
+    last batch). One caveat both share: Lightning's ``DistributedSampler`` pads every rank's shard to the same
+    length by repeating up to ``world_size - 1`` examples of the split, which are then counted twice.
 
     Example::
 
@@ -59,13 +70,18 @@ class SequenceClassifier(pl.LightningModule):
         self.lr_scheduler_factory = lr_scheduler
         self.lr_scheduler_config = dict(lr_scheduler_config or {})
         self.no_decay = list(no_decay)
+        # not parameters and not in the state dict (torchmetrics states are not persistent): schedules, optimizers
+        # and checkpoints see the same module as without them
+        self.epoch_metrics = nn.ModuleDict(
+            {name: MeanMetric() for name in ("train_loss", "val_loss", "val_acc", "test_loss", "test_acc")}
+        )
 
     def forward(self, **batch: torch.Tensor) -> Any:
         return self.model(**batch)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self(**batch).loss
-        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch["labels"]))
+        self._log_mean("train_loss", loss.detach(), weight=len(batch["labels"]))
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
@@ -77,10 +93,15 @@ class SequenceClassifier(pl.LightningModule):
     def _evaluate(self, batch: dict[str, torch.Tensor], stage: str) -> None:
         output = self(**batch)
         labels = batch["labels"]
-        accuracy = (output.logits.argmax(dim=-1) == labels).float().mean()
-        # batch_size weights the epoch mean, so the logged accuracy is exact however the last batch is sized
-        self.log(f"{stage}_loss", output.loss, prog_bar=True, batch_size=len(labels))
-        self.log(f"{stage}_acc", accuracy, prog_bar=True, batch_size=len(labels))
+        self._log_mean(f"{stage}_loss", output.loss, weight=len(labels))
+        self._log_mean(f"{stage}_acc", (output.logits.argmax(dim=-1) == labels).float())
+
+    def _log_mean(self, name: str, value: torch.Tensor, weight: float = 1.0) -> None:
+        """Add ``value`` (a batch mean weighted by its batch size, or one value per example) to the epoch mean
+        ``name`` and log the metric object: Lightning computes it, over all ranks, at the end of the epoch."""
+        metric = self.epoch_metrics[name]
+        metric.update(value, weight=weight)
+        self.log(name, metric, on_step=False, on_epoch=True, prog_bar=True)
 
     def configure_optimizers(self) -> Any:
         """AdamW (or the configured factory) over the *trainable* parameters only, in two groups: with weight

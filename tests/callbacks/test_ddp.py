@@ -12,7 +12,9 @@ rank 1. Both ranks run three fits in one process group (imports dominate the run
 - ``fixed_restore_best``: the same with ``restore_best=True``; the second transition rolls the model back to
   phase 0's checkpoint (a state taken before DDP was re-wrapped) and replays the thawing of phases 1 and 2;
 - ``control``: ``restore_best=False`` with the re-wrap disabled, which must reproduce the drift (so the probe can
-  see it, and the data really differs between ranks).
+  see it, and the data really differs between ranks);
+- ``unsynced``: a module that logs ``val_loss`` without ``sync_dist``; the engine must stop the fit on every rank at
+  the first validation (``ftexp.callbacks.metric_sync``), before any rank acts on its own shard's value.
 
 After every epoch (one epoch per phase) a probe callback all-gathers a flat vector of all parameters and records, on
 rank 0, the max abs difference between ranks per parameter, how far each parameter moved from its initial value, and
@@ -67,6 +69,7 @@ def _run_worker(out_path: str) -> None:
 
     import ftexp.callbacks.scheduler as scheduler_module
     from ftexp import FinetuningScheduler, PhaseCheckpoint
+    from ftexp.callbacks.metric_sync import UnsyncedMetricError
     from tests.tiny_models import TinyModule
 
     class SyncedValModule(TinyModule):
@@ -147,6 +150,33 @@ def _run_worker(out_path: str) -> None:
         trainer.fit(SyncedValModule(lr=LR, batch_size=8))
         return {"records": probe.records, "transitions": scheduler.transitions}
 
+    def fit_unsynced() -> dict[str, Any]:
+        """TinyModule logs val_loss per rank (no sync_dist): the fit must stop, on both ranks, at epoch 0."""
+        pl.seed_everything(0, verbose=False)
+        scheduler = FinetuningScheduler(ft_schedule=SCHEDULE, restore_best=True)
+        checkpoint = PhaseCheckpoint(monitor="val_loss", dirpath=Path(out_path).parent / "unsynced")
+        trainer = pl.Trainer(
+            default_root_dir=Path(out_path).parent / "unsynced",
+            max_epochs=3,
+            accelerator="cpu",
+            devices=2,
+            strategy=DDPStrategy(process_group_backend="gloo"),
+            callbacks=[scheduler, checkpoint],
+            logger=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+        )
+        error = None
+        try:
+            trainer.fit(TinyModule(lr=LR, batch_size=8))
+        except UnsyncedMetricError as err:
+            error = str(err)
+        errors = [None] * trainer.world_size
+        torch.distributed.all_gather_object(errors, error)
+        saved = sorted(path.name for path in (Path(out_path).parent / "unsynced").glob("*.ckpt"))
+        return {"errors": errors, "epoch": trainer.current_epoch, "saved": saved}
+
     results = {}
     original_rewrap = scheduler_module.rewrap_ddp
     for name, (restore_best, rewrap) in VARIANTS.items():
@@ -155,6 +185,7 @@ def _run_worker(out_path: str) -> None:
             results[name] = fit(name, restore_best)
         finally:
             scheduler_module.rewrap_ddp = original_rewrap
+    results["unsynced"] = fit_unsynced()
     if int(os.environ.get("LOCAL_RANK", "0")) == 0:
         Path(out_path).write_text(json.dumps(results, indent=1))
     # leave the process group together: a rank that exits while the other's gloo threads still talk to it makes
@@ -260,3 +291,16 @@ def test_without_rewrap_parameters_thawed_after_wrapping_drift_apart_across_rank
             assert diff <= SAME, f"{name} was registered with DDP (phase 0) or is frozen, yet the ranks differ"
     for name in PHASE_PARAMS[1] + PHASE_PARAMS[2]:
         assert phase2["rank_diff"][name] > 1e-4, f"{name} trains unsynchronised in phase 2 and should differ"
+
+
+@pytest.mark.slow
+def test_a_monitored_metric_logged_without_sync_stops_the_fit_on_every_rank_at_the_first_validation(ddp_results):
+    """TinyModule logs ``val_loss`` with a plain ``self.log`` (each rank's own shard): both ranks stop with the same
+    message at epoch 0's validation, before the checkpoint names a best file after its own rank's value."""
+    run = ddp_results["unsynced"]
+    error_rank0, error_rank1 = run["errors"]
+    assert error_rank0 is not None and error_rank0 == error_rank1
+    assert "at the validation of epoch 0" in error_rank0 and run["epoch"] == 0
+    assert "'val_loss' (monitored by PhaseEarlyStopping and PhaseCheckpoint) differs between ranks" in error_rank0
+    assert "sync_dist=True" in error_rank0
+    assert run["saved"] == [], "no rank saved a checkpoint named after its own value"
