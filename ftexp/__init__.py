@@ -10,12 +10,21 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ftexp.callbacks import DEPTH_METRIC, FinetuningScheduler, PhaseCheckpoint, PhaseEarlyStopping
+    from ftexp.callbacks import (
+        DEPTH_METRIC,
+        FinetuningScheduler,
+        FTSCheckpoint,
+        FTSEarlyStopping,
+        PhaseCheckpoint,
+        PhaseEarlyStopping,
+    )
     from ftexp.schedule import Schedule, ScheduleError, generate_schedule, load_schedule, presets
 
 _EXPORTS = {
     "DEPTH_METRIC": "ftexp.callbacks",
     "FinetuningScheduler": "ftexp.callbacks",
+    "FTSCheckpoint": "ftexp.callbacks",
+    "FTSEarlyStopping": "ftexp.callbacks",
     "PhaseCheckpoint": "ftexp.callbacks",
     "PhaseEarlyStopping": "ftexp.callbacks",
     "Schedule": "ftexp.schedule",
@@ -27,6 +36,8 @@ _EXPORTS = {
 
 __all__ = [
     "DEPTH_METRIC",
+    "FTSCheckpoint",
+    "FTSEarlyStopping",
     "FinetuningScheduler",
     "PhaseCheckpoint",
     "PhaseEarlyStopping",

@@ -249,6 +249,13 @@ def plan_phases(cfg: DictConfig, model: pl.LightningModule) -> Plan:
     restore_best = fts.get("restore_best", True)
     header.append(f"restore_best={restore_best}" + (", transitions at epochs only" if epoch_only else ""))
     reinit = _reinit_spec(cfg, problems)  # every phase after the first starts it, whatever the schedule's kind
+    run_max_epochs = schedule.run_max_epochs(max_epochs)
+    if run_max_epochs != max_epochs:
+        notes.append(
+            f"the final phase has a max_transition_epoch: trainer.max_epochs={max_epochs} is raised to "
+            f"{run_max_epochs} (as FTS does)"
+        )
+        max_epochs = run_max_epochs
 
     phase0 = _phase0_optimizer(model, schedule.params_through(0), notes)
     phase0_lr, phase0_scheduler, groups = phase0 if phase0 is not None else ("?", "?", None)
@@ -369,7 +376,10 @@ def _stopping(stopper: Any) -> str:
 def _describe_spec(spec: LRSchedulerSpec) -> str:
     init = spec.lr_scheduler_init
     args = ", ".join(f"{k}={v}" for k, v in init.init_args.items())
-    return f"{init.class_path.rpartition('.')[2]}({args})"
+    described = f"{init.class_path.rpartition('.')[2]}({args})"
+    if spec.init_pg_lrs is not None:  # the groups it lists restart there; any others start at the phase lr
+        described += f" from init_pg_lrs [{', '.join(_fmt_lr(lr) for lr in spec.init_pg_lrs)}]"
+    return described
 
 
 def _fmt_lr(lr: float) -> str:

@@ -171,7 +171,7 @@ def test_directive_problems_are_listed_under_the_table(tmp_path, capsys):
         "    lr_scheduler_init: {class_path: torch.optim.lr_scheduler.StepLR, init_args: {step_size: 1}}\n"
         "    init_pg_lrs: [0.001]\n"
     )
-    with pytest.raises(ConfigError, match=r"has 1 learning rates but the optimizer will have 4 parameter groups"):
+    with pytest.raises(ConfigError, match=r"has 1 learning rates; it needs 2 \(one per group of earlier phases.*or 4 "):
         dry_run(compose_config(tmp_path / "run", f"schedule.callbacks.fts.ft_schedule={schedule}"))
     printed = capsys.readouterr().out
     assert "new StepLR(step_size=1)" in printed, "the table is printed with the problems under it"
@@ -201,3 +201,15 @@ def test_python_m_ftexp_dry_run_prints_the_table_and_trains_nothing(tmp_path):
     assert "new CosineAnnealingLR(T_max=8, eta_min=1e-05)" in done.stdout
     assert "no problems found" in done.stdout
     assert {path.name for path in run_dir.iterdir()} <= {".hydra", "train.log"}, "Hydra's own files only"
+
+
+def test_a_scheduler_with_init_pg_lrs_is_shown_with_the_lrs_its_groups_restart_at():
+    from ftexp.dry_run import _describe_spec
+    from ftexp.schedule import parse_lr_scheduler_spec
+
+    raw = {
+        "lr_scheduler_init": {"class_path": "torch.optim.lr_scheduler.StepLR", "init_args": {"step_size": 1}},
+        "init_pg_lrs": [2.0e-06, 2.0e-06],
+    }
+    spec = parse_lr_scheduler_spec(raw, "<dict>", 1, "new_lr_scheduler")
+    assert _describe_spec(spec) == "StepLR(step_size=1) from init_pg_lrs [2e-06, 2e-06]"

@@ -157,3 +157,24 @@ class TinyTransformerClassifier(pl.LightningModule):
 
     def val_dataloader(self):
         return self._loader(1)
+
+
+def deberta_v3_base_config():
+    """deberta-v3-base's architecture (12 layers, relative attention): build it on the meta device, it has 184M
+    weights."""
+    from transformers import DebertaV2Config
+
+    return DebertaV2Config(
+        hidden_size=768,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        intermediate_size=3072,
+        vocab_size=128100,
+        relative_attention=True,
+        pos_att_type=["p2c", "c2p"],
+        position_biased_input=False,
+        norm_rel_ebd="layer_norm",
+        position_buckets=256,
+        share_att_key=True,
+        max_relative_positions=-1,
+    )

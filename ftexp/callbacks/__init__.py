@@ -4,4 +4,15 @@ from ftexp.callbacks.checkpoint import PhaseCheckpoint
 from ftexp.callbacks.early_stopping import PhaseEarlyStopping
 from ftexp.callbacks.scheduler import DEPTH_METRIC, FinetuningScheduler
 
-__all__ = ["DEPTH_METRIC", "FinetuningScheduler", "PhaseCheckpoint", "PhaseEarlyStopping"]
+# FTS's names for the same callbacks, so that code and LightningCLI configs written for FTS keep their class names
+FTSEarlyStopping = PhaseEarlyStopping
+FTSCheckpoint = PhaseCheckpoint
+
+__all__ = [
+    "DEPTH_METRIC",
+    "FTSCheckpoint",
+    "FTSEarlyStopping",
+    "FinetuningScheduler",
+    "PhaseCheckpoint",
+    "PhaseEarlyStopping",
+]

@@ -6,8 +6,12 @@ from typing import Any
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import EarlyStopping
-from pytorch_lightning.callbacks.early_stopping import EarlyStoppingReason
 from pytorch_lightning.utilities.rank_zero import rank_zero_info
+
+try:  # pytorch-lightning >= 2.6 records why EarlyStopping stopped; 2.4 and 2.5 do not
+    from pytorch_lightning.callbacks.early_stopping import EarlyStoppingReason
+except ImportError:
+    EarlyStoppingReason = None
 
 
 class PhaseEarlyStopping(EarlyStopping):
@@ -31,17 +35,18 @@ class PhaseEarlyStopping(EarlyStopping):
         self.phase_complete = False
         self.wait_count = 0
 
-    # Overrides a private Lightning hook (checked against pytorch-lightning 2.6): the only place EarlyStopping
-    # decides, so the only place a phase-aware decision can be made. tests/callbacks/test_early_stopping.py fails
-    # loudly if its contract changes.
+    # Overrides a private Lightning hook (checked against pytorch-lightning 2.4.0, 2.5.0, 2.5.6 and 2.6.6): the only
+    # place EarlyStopping decides, so the only place a phase-aware decision can be made. Running out of patience is the
+    # only stop that counts a check without improvement, which tells it apart from the other stops in every version.
+    # tests/callbacks/test_early_stopping.py fails loudly if this contract changes.
     def _run_early_stopping_check(self, trainer: pl.Trainer) -> None:
         logs = trainer.callback_metrics
         if trainer.fast_dev_run or not self._validate_condition_metric(logs):
             return
         current = logs[self.monitor].squeeze()
-        self.stopping_reason = EarlyStoppingReason.NOT_STOPPED
+        checks_without_improvement = self.wait_count
         should_stop, reason = self._evaluate_stopping_criteria(current)
-        patience_out = should_stop and self.stopping_reason == EarlyStoppingReason.PATIENCE_EXHAUSTED
+        patience_out = should_stop and self.wait_count > checks_without_improvement
         end_phase = trainer.strategy.reduce_boolean_decision(patience_out and not self.final_phase, all=False)
         end_run = trainer.strategy.reduce_boolean_decision(should_stop and not end_phase, all=False)
         if end_run:
@@ -51,7 +56,8 @@ class PhaseEarlyStopping(EarlyStopping):
         elif end_phase:
             self.phase_complete = True
             self.wait_count = 0
-            self.stopping_reason = EarlyStoppingReason.NOT_STOPPED
+            if EarlyStoppingReason is not None:
+                self.stopping_reason = EarlyStoppingReason.NOT_STOPPED
             reason = f"{self.monitor} did not improve for {self.patience} checks: the current phase is complete."
         if reason and self.verbose:
             rank_zero_info(reason)

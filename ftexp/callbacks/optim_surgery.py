@@ -22,11 +22,6 @@ from ftexp.schedule.optim_specs import import_class
 PER_GROUP_LISTS = ("base_lrs", "lr_lambdas", "min_lrs", "_last_lr")
 
 
-def keep_lr(_: int) -> float:
-    """Multiplier for groups added to a lambda scheduler without ``apply_lambdas_new_pgs``: keep their lr."""
-    return 1.0
-
-
 def add_phase_groups(
     optimizer: torch.optim.Optimizer,
     params_by_name: Mapping[str, nn.Parameter],
@@ -34,12 +29,13 @@ def add_phase_groups(
     lr: float,
     no_decay: Sequence[str] | None,
 ) -> list[dict[str, Any]]:
-    """Append the groups for one phase's parameters: one, or two when ``no_decay`` splits off weight-decay-free
-    parameters (that second group gets ``weight_decay=0``). Returns the new groups."""
+    """Append the groups for one phase's parameters: one, or two when the module has a ``no_decay`` list (the
+    second, for the parameters it names, gets ``weight_decay=0``; either may be empty, as in FTS). Returns the new
+    groups."""
     added = []
-    for group_names in split_no_decay(names, no_decay):
+    for index, group_names in enumerate(split_no_decay(names, no_decay)):
         group: dict[str, Any] = {"params": [params_by_name[n] for n in group_names], "lr": lr, "initial_lr": lr}
-        if no_decay and any(fragment in group_names[0] for fragment in no_decay):
+        if index == 1:
             group["weight_decay"] = 0.0
         optimizer.add_param_group(group)
         added.append(optimizer.param_groups[-1])
@@ -49,44 +45,66 @@ def add_phase_groups(
 def extend_schedulers(
     configs: Sequence[LRSchedulerConfig], new_groups: Sequence[dict[str, Any]], apply_lambdas: bool
 ) -> None:
-    """Register freshly added parameter groups with already-built schedulers, so they are scheduled too."""
+    """Register freshly added parameter groups with already-built schedulers, so they are scheduled too.
+
+    As in FTS, a group joining a lambda scheduler follows its last lambda from the next step on; with
+    ``apply_lambdas`` its starting lr is also scaled by that lambda's current factor (else it starts at the phase lr).
+    """
+    phase_lrs = [group.get("initial_lr", group["lr"]) for group in new_groups]  # before any scaling
     for config in configs:
         scheduler = config.scheduler
-        for group in new_groups:
+        lambdas = getattr(scheduler, "lr_lambdas", None)
+        for group, phase_lr in zip(new_groups, phase_lrs, strict=True):
+            if lambdas and apply_lambdas:
+                group["lr"] = group["initial_lr"] = phase_lr * lambdas[-1](scheduler.last_epoch)
             group.setdefault("initial_lr", group["lr"])
             if hasattr(scheduler, "base_lrs"):
-                scheduler.base_lrs.append(group["initial_lr"])
-            if hasattr(scheduler, "lr_lambdas"):
-                scheduler.lr_lambdas.append(scheduler.lr_lambdas[-1] if apply_lambdas else keep_lr)
+                scheduler.base_lrs.append(phase_lr)
+            if lambdas:
+                lambdas.append(lambdas[-1])
             if isinstance(scheduler, lrs.ReduceLROnPlateau):
-                scheduler.min_lrs.append(scheduler.min_lrs[-1] if scheduler.min_lrs else 0.0)
+                scheduler.min_lrs.append(scheduler.min_lrs[0] if scheduler.min_lrs else 0.0)
             last = getattr(scheduler, "_last_lr", None)
             if isinstance(last, list):
                 last.append(group["lr"])
 
 
 def build_lr_scheduler(spec: LRSchedulerSpec, optimizer: torch.optim.Optimizer) -> LRSchedulerConfig:
-    """Wrap ``optimizer`` in a new scheduler; group lrs restart from ``init_pg_lrs``, the current lrs
-    (``use_current_optimizer_pg_lrs``) or, by default, each group's initial lr."""
-    for i, group in enumerate(optimizer.param_groups):
-        if spec.init_pg_lrs is not None:
-            group["lr"] = spec.init_pg_lrs[i]
-        elif not spec.use_current_optimizer_pg_lrs:
+    """Wrap ``optimizer`` in a new scheduler, setting each group's starting lr as FTS does, in this precedence:
+    ``init_pg_lrs`` (which may cover only the groups of earlier phases: the phase's own groups keep its lr), the
+    current lrs (``use_current_optimizer_pg_lrs``), else each group's ``initial_lr``. The scheduler's base lrs are
+    the groups' ``initial_lr`` (torch's rule), which ``init_pg_lrs`` resets for the groups it covers."""
+    for index, group in enumerate(optimizer.param_groups):
+        if spec.init_pg_lrs is not None and index < len(spec.init_pg_lrs):
+            group["lr"] = group["initial_lr"] = spec.init_pg_lrs[index]
+        elif spec.init_pg_lrs is None and not spec.use_current_optimizer_pg_lrs:
             group["lr"] = group.get("initial_lr", group["lr"])
-        group.pop("initial_lr", None)  # torch keeps an existing initial_lr; the new scheduler must start afresh
     cls = import_class(spec.lr_scheduler_init, source="schedule", phase=None, key="lr_scheduler_init")
     scheduler = cls(optimizer, **copy.deepcopy(spec.lr_scheduler_init.init_args))
-    cfg = dict(spec.pl_lrs_cfg)
+    cfg = {k: v for k, v in spec.pl_lrs_cfg.items() if k != "reduce_on_plateau"}  # checked to match the class
     return LRSchedulerConfig(scheduler=scheduler, reduce_on_plateau=isinstance(scheduler, lrs.ReduceLROnPlateau), **cfg)
 
 
-def build_optimizer(spec: OptimizerSpec, current: torch.optim.Optimizer) -> torch.optim.Optimizer:
-    """A new optimizer over the current groups; only lr, weight decay and initial lr carry over, the rest comes
-    from the new class's ``init_args`` and defaults."""
-    carried = ("params", "lr", "weight_decay", "initial_lr")
-    groups = [{k: v for k, v in group.items() if k in carried} for group in current.param_groups]
+def build_optimizer(
+    spec: OptimizerSpec, current: torch.optim.Optimizer, n_phase0_groups: int, no_decay_params: set[int]
+) -> torch.optim.Optimizer:
+    """A new optimizer over the current groups, configured as FTS configures one: its ``init_args`` and defaults
+    give every hyperparameter, so the phase-0 groups start at its lr and every group at its weight decay, except
+    ``no_decay`` groups (all parameters in ``no_decay_params``), which keep ``weight_decay=0``; groups of later
+    phases keep their phase's lr. Moments start afresh."""
+    groups = []
+    for index, group in enumerate(current.param_groups):
+        new_group: dict[str, Any] = {"params": group["params"]}
+        if index >= n_phase0_groups:
+            new_group["lr"] = new_group["initial_lr"] = group.get("initial_lr", group["lr"])
+        if group["params"] and all(id(p) in no_decay_params for p in group["params"]):
+            new_group["weight_decay"] = 0.0
+        groups.append(new_group)
     cls = import_class(spec.optimizer_init, source="schedule", phase=None, key="optimizer_init")
-    return cls(groups, **copy.deepcopy(spec.optimizer_init.init_args))
+    optimizer = cls(groups, **copy.deepcopy(spec.optimizer_init.init_args))
+    for group in optimizer.param_groups:
+        group.setdefault("initial_lr", group["lr"])
+    return optimizer
 
 
 def restrict_to(

@@ -15,13 +15,13 @@ from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.strategies import DDPStrategy, SingleDeviceStrategy
 from pytorch_lightning.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from pytorch_lightning.utilities.types import LRSchedulerConfig
 
 from ftexp.callbacks.best_state import BestStateSnapshot
-from ftexp.callbacks.checkpoint import PhaseCheckpoint
+from ftexp.callbacks.companions import connect_companions
 from ftexp.callbacks.ddp import rewrap_ddp, trainable_names
 from ftexp.callbacks.early_stopping import PhaseEarlyStopping
 from ftexp.callbacks.freezing import apply_batchnorm_policy, set_trainable
@@ -45,6 +45,7 @@ from ftexp.schedule import (
     parse_lr_scheduler_spec,
     parse_optimizer_spec,
     resolve_schedule,
+    split_no_decay,
 )
 
 DEPTH_METRIC = "finetuning_depth"
@@ -54,8 +55,10 @@ def resumes_inside_epoch(trainer: pl.Trainer) -> bool:
     """Whether ``fit`` resumes inside an epoch (from a checkpoint saved mid-epoch, as a preempted job's is, or
     during the epoch's end hooks): Lightning then calls no ``on_train_epoch_start`` for that epoch
     (``FitLoop.on_advance_start``), so per-epoch setup must happen in ``on_train_start``."""
+    # FitLoop's restart stages are internal (checked against pytorch-lightning 2.4.0, 2.5.0, 2.5.6 and 2.6.6). They
+    # came in 2.5 with the skip itself: 2.4 calls on_train_epoch_start on every resume, so it never resumes inside.
     loop = trainer.fit_loop
-    return loop.restarted_mid_epoch or loop.restarted_on_epoch_end
+    return getattr(loop, "restarted_mid_epoch", False) or getattr(loop, "restarted_on_epoch_end", False)
 
 
 @dataclass
@@ -66,6 +69,29 @@ class _FitStartState:
     configs: list[LRSchedulerConfig]
     groups: list[dict[str, Any]]
     scheduler_states: list[dict[str, Any]]
+
+
+@dataclass
+class _LatestLRState:
+    """The learning-rate state when a transition begins. Restoring the best checkpoint rolls weights and optimizer
+    moments back, but, as in FTS, the LR schedule keeps moving forward: this state is put back on the groups of
+    earlier phases before the new phase adds its own."""
+
+    scheduler_states: list[dict[str, Any]]
+    group_lrs: list[float]
+
+    @classmethod
+    def capture(cls, trainer: pl.Trainer) -> _LatestLRState:
+        return cls(
+            scheduler_states=[copy.deepcopy(c.scheduler.state_dict()) for c in trainer.lr_scheduler_configs],
+            group_lrs=[group["lr"] for group in trainer.optimizers[0].param_groups],
+        )
+
+    def apply(self, trainer: pl.Trainer) -> None:
+        for config, state in zip(trainer.lr_scheduler_configs, self.scheduler_states, strict=False):
+            config.scheduler.load_state_dict(copy.deepcopy(state))
+        for group, lr in zip(trainer.optimizers[0].param_groups, self.group_lrs, strict=False):
+            group["lr"] = lr
 
 
 class FinetuningScheduler(Callback):
@@ -187,6 +213,7 @@ class FinetuningScheduler(Callback):
         self._best_path_override: str | None = None
         self._ddp_trainable: frozenset[str] | None = None
         self._phase0_lr = 0.0
+        self._phase0_groups = 1
         self._warned_lambdas = False
 
     # ------------------------------------------------------------------ public state
@@ -214,7 +241,14 @@ class FinetuningScheduler(Callback):
         self._check_strategy(trainer)
         self.schedule = self._build_schedule(pl_module)
         self._check_transition_rules(trainer)
-        self._connect_callbacks(trainer)
+        companions = connect_companions(
+            trainer,
+            pl_module,
+            stage,
+            epoch_transitions_only=self.epoch_transitions_only,
+            restore_best=self.restore_best and not self.gen_ft_sched_only,
+        )
+        self._es, self._ckpt = companions.early_stopping, companions.checkpoint
         if self.gen_ft_sched_only:
             self._write_schedule(trainer, pl_module)
             rank_zero_info(f"ftexp: schedule written to {self.schedule_path}; gen_ft_sched_only=True, not training.")
@@ -247,6 +281,7 @@ class FinetuningScheduler(Callback):
 
     def _check_transition_rules(self, trainer: pl.Trainer) -> None:
         assert self.schedule is not None
+        self._extend_max_epochs_to_final_phase(trainer)
         for phase in self.schedule.phases[: self.final_depth]:
             if self.epoch_transitions_only and phase.max_transition_epoch < 0:
                 raise ScheduleError(
@@ -263,49 +298,18 @@ class FinetuningScheduler(Callback):
                     f"max_epochs={max_epochs}; later phases may never run."
                 )
 
-    def _connect_callbacks(self, trainer: pl.Trainer) -> None:
-        """Find (or add, with a notice) the phase-aware early stopping and the best-tracking checkpoint."""
-        stoppers = [cb for cb in trainer.callbacks if isinstance(cb, EarlyStopping)]
-        if self.epoch_transitions_only:
-            if stoppers:
-                raise ScheduleError(
-                    f"epoch_transitions_only=True ends phases by epoch only; remove {type(stoppers[0]).__name__}",
-                    key="epoch_transitions_only",
-                    show_value=False,
-                )
-        else:
-            plain = [cb for cb in stoppers if not isinstance(cb, PhaseEarlyStopping)]
-            if plain:
-                raise ScheduleError(
-                    "a plain EarlyStopping would end the whole run at the first phase that stops improving; use "
-                    "ftexp.PhaseEarlyStopping (same arguments)",
-                    key="callbacks",
-                    show_value=False,
-                )
-            if len(stoppers) > 1:
-                raise ScheduleError("only one PhaseEarlyStopping may drive transitions", key="callbacks")
-            if not stoppers:
-                stoppers = [PhaseEarlyStopping()]
-                trainer.callbacks.append(stoppers[0])
-                rank_zero_info("ftexp: added PhaseEarlyStopping(monitor='val_loss', mode='min', patience=3).")
-            self._es = stoppers[0]
-        monitoring = [cb for cb in trainer.checkpoint_callbacks if isinstance(cb, ModelCheckpoint) and cb.monitor]
-        if self.restore_best and not monitoring:
-            if not trainer.checkpoint_callbacks:
-                raise ScheduleError(
-                    "restore_best=True needs checkpointing; enable it on the Trainer or set restore_best=False",
-                    key="restore_best",
-                    show_value=False,
-                )
-            monitor, mode = (self._es.monitor, self._es.mode) if self._es else ("val_loss", "min")
-            monitoring = [PhaseCheckpoint(monitor=monitor, mode=mode)]
-            trainer.callbacks.append(monitoring[0])
-            rank_zero_info(f"ftexp: added PhaseCheckpoint(monitor={monitor!r}, mode={mode!r}) for restore_best.")
-        if self.restore_best and monitoring[0].save_top_k == 0:
-            raise ScheduleError("restore_best=True needs a checkpoint with save_top_k != 0", key="restore_best")
-        self._ckpt = monitoring[0] if monitoring else None
+    def _extend_max_epochs_to_final_phase(self, trainer: pl.Trainer) -> None:
+        """A final phase with a ``max_transition_epoch`` says how long the run lasts (see Schedule.run_max_epochs)."""
+        assert self.schedule is not None
+        max_epochs = trainer.max_epochs
+        extended = self.schedule.run_max_epochs(max_epochs)
+        if extended != max_epochs:
+            trainer.fit_loop.max_epochs = extended
+            rank_zero_info(
+                f"ftexp: max_epochs raised from {max_epochs} to {extended}, the final phase's max_transition_epoch "
+                "(as FTS does)."
+            )
 
-    # ------------------------------------------------------------------ fit start: optimizer checks, resume
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.gen_ft_sched_only:
             return
@@ -328,6 +332,7 @@ class FinetuningScheduler(Callback):
                 )
         self._enforce_phase0(optimizer, trainer.lr_scheduler_configs, pl_module)
         self._phase0_lr = optimizer.param_groups[0]["lr"]
+        self._phase0_groups = len(optimizer.param_groups)
         no_decay = getattr(pl_module, "no_decay", None)
         check_phase_directives(
             self.schedule.__class__(self.schedule.phases[: self.final_depth + 1], self.schedule.source),
@@ -337,7 +342,6 @@ class FinetuningScheduler(Callback):
             reinit_optim=self.reinit_optim,
             allow_untested=self.allow_untested,
         )
-        self._check_optimizer_reinit_has_scheduler(trainer)
         self._fit_start = _FitStartState(
             optimizer=optimizer,
             configs=list(trainer.lr_scheduler_configs),
@@ -386,22 +390,6 @@ class FinetuningScheduler(Callback):
             f"ftexp: optimizer set to the phase-0 parameters ({removed} frozen removed, {len(missing)} added)."
         )
 
-    def _check_optimizer_reinit_has_scheduler(self, trainer: pl.Trainer) -> None:
-        assert self.schedule is not None
-        if not trainer.lr_scheduler_configs:
-            return
-        for phase in self.schedule.phases[1 : self.final_depth + 1]:
-            has_optim = self.reinit_optim is not None or phase.new_optimizer is not None
-            has_lrs = self.reinit_lr is not None or phase.new_lr_scheduler is not None
-            if has_optim and not has_lrs:
-                raise ScheduleError(
-                    "a new optimizer needs a new LR scheduler too (the configured one is bound to the old optimizer)",
-                    source=self.schedule.source if self.reinit_optim is None else "reinit_optim_cfg",
-                    phase=phase.index,
-                    key="new_lr_scheduler" if self.reinit_optim is None else "reinit_lr_cfg",
-                    show_value=False,
-                )
-
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._best_key = self._current_best_key()
         if self.schedule is not None and self._fit_start is not None and resumes_inside_epoch(trainer):
@@ -448,11 +436,12 @@ class FinetuningScheduler(Callback):
         trainable_before = trainable_names(pl_module)
         first = self._depth + 1
         restored_from = None
+        latest_lrs = _LatestLRState.capture(trainer)
         if self.restore_best:
             restored = self._restore_best(trainer, pl_module)
             if restored is not None:
                 first, restored_from = restored + 1, restored
-        self._replay(trainer, pl_module, first, new_depth)
+        self._replay(trainer, pl_module, first, new_depth, latest_lrs)
         self._depth = new_depth
         self._sync_ddp(trainer, pl_module)
         if self._es is not None:
@@ -460,8 +449,16 @@ class FinetuningScheduler(Callback):
         seconds = time.perf_counter() - started
         self._report_transition(trainer, pl_module, trainable_before, restored_from, seconds)
 
-    def _replay(self, trainer: pl.Trainer, pl_module: pl.LightningModule, first: int, last: int) -> None:
-        """Apply phases ``first..last`` to the model and optimizer: thaw, grow groups, rebuild/extend schedulers."""
+    def _replay(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        first: int,
+        last: int,
+        latest_lrs: _LatestLRState | None = None,
+    ) -> None:
+        """Apply phases ``first..last`` to the model and optimizer: thaw, grow groups, rebuild/extend schedulers.
+        ``latest_lrs`` (the LR state when a transition began) is put back before the last phase adds its groups."""
         assert self.schedule is not None
         params = dict(pl_module.named_parameters())
         no_decay = getattr(pl_module, "no_decay", None)
@@ -473,7 +470,15 @@ class FinetuningScheduler(Callback):
                 params[name].requires_grad_(True)
             optim_spec = self.reinit_optim or phase.new_optimizer
             if optim_spec is not None:
-                trainer.strategy.optimizers = [build_optimizer(optim_spec, trainer.optimizers[0])]
+                exempt = split_no_decay(list(params), no_decay)[1] if no_decay else []
+                new_optimizer = build_optimizer(
+                    optim_spec, trainer.optimizers[0], self._phase0_groups, {id(params[n]) for n in exempt}
+                )
+                trainer.strategy.optimizers = [new_optimizer]
+                for config in trainer.lr_scheduler_configs:  # as in FTS: the running schedulers drive the new one
+                    config.scheduler.optimizer = new_optimizer
+            if depth == last and latest_lrs is not None:
+                latest_lrs.apply(trainer)
             optimizer = trainer.optimizers[0]
             lr = phase.lr if phase.lr is not None else self._default_lr()
             groups = add_phase_groups(optimizer, params, phase.params, lr, no_decay)
@@ -493,8 +498,8 @@ class FinetuningScheduler(Callback):
         if uses_lambdas and not self.apply_lambdas_new_pgs and not self._warned_lambdas:
             self._warned_lambdas = True
             rank_zero_warn(
-                "ftexp: new parameter groups keep a constant lr under the lambda scheduler; set "
-                "apply_lambdas_new_pgs=True to give them its last lambda."
+                "ftexp: new parameter groups start at their phase lr under the lambda scheduler and follow its last "
+                "lambda from the next step; set apply_lambdas_new_pgs=True to scale their first lr by it too."
             )
 
     def _sync_ddp(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

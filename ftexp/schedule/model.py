@@ -96,6 +96,14 @@ class Schedule:
     def max_depth(self) -> int:
         return len(self.phases) - 1
 
+    def run_max_epochs(self, max_epochs: int | None) -> int | None:
+        """The ``max_epochs`` a run trains for, by FTS's rule: when the schedule's last phase has a
+        ``max_transition_epoch``, the largest one of phases 1.. if that is greater (also with ``max_depth``, and over
+        Lightning's unlimited -1), else ``max_epochs``."""
+        if self.phases[-1].max_transition_epoch < 0 or max_epochs is None:
+            return max_epochs
+        return max(max_epochs, *(phase.max_transition_epoch for phase in self.phases[1:]))
+
     def params_through(self, depth: int) -> list[str]:
         """All parameter names trainable at ``depth`` (phases are cumulative)."""
         return [name for phase in self.phases[: depth + 1] for name in phase.params]

@@ -31,15 +31,17 @@ SUPPORTED_LR_SCHEDULERS: tuple[type, ...] = (
 
 
 def split_no_decay(names: Sequence[str], no_decay: Sequence[str] | None) -> list[list[str]]:
-    """Split a phase's parameters into the optimizer groups it adds: ``[decay, no_decay]``, empty ones dropped.
+    """Split a phase's parameters into the optimizer groups it adds: ``[decay, no_decay]``.
 
-    ``no_decay`` holds name fragments (``"bias"``, ``"LayerNorm.weight"``) as in the usual HF recipe.
+    ``no_decay`` holds name fragments (``"bias"``, ``"LayerNorm.weight"``) as in the usual HF recipe. With a
+    ``no_decay`` list a phase always adds both groups, even when one is empty, as FTS does: ``init_pg_lrs`` lists
+    written for FTS count its groups that way.
     """
     if not no_decay:
         return [list(names)] if names else []
     decay = [n for n in names if not any(fragment in n for fragment in no_decay)]
     exempt = [n for n in names if any(fragment in n for fragment in no_decay)]
-    return [group for group in (decay, exempt) if group]
+    return [decay, exempt] if names else []
 
 
 def group_counts(schedule: Schedule, phase0_groups: int, no_decay: Sequence[str] | None) -> list[int]:
@@ -77,8 +79,10 @@ def check_lr_scheduler_spec(
     phase: int | None,
     key: str,
     allow_untested: bool = False,
+    n_groups_before: int | None = None,
 ) -> None:
-    """Import, type-check and trial-instantiate a scheduler directive for a phase that will have ``n_groups``."""
+    """Import, type-check and trial-instantiate a scheduler directive for a phase that will have ``n_groups``
+    (``n_groups_before`` of them from earlier phases: the other length ``init_pg_lrs`` may have)."""
     init_key = f"{key}.lr_scheduler_init"
     cls = import_class(spec.lr_scheduler_init, source=source, phase=phase, key=init_key)
     if not (isinstance(cls, type) and issubclass(cls, lrs.LRScheduler | lrs.ReduceLROnPlateau)):
@@ -98,7 +102,16 @@ def check_lr_scheduler_spec(
             key=f"{init_key}.class_path",
             value=spec.lr_scheduler_init.class_path,
         )
-    if issubclass(cls, lrs.ReduceLROnPlateau) and not spec.pl_lrs_cfg.get("monitor"):
+    is_plateau = issubclass(cls, lrs.ReduceLROnPlateau)
+    if spec.pl_lrs_cfg.get("reduce_on_plateau", is_plateau) != is_plateau:
+        raise ScheduleError(
+            f"says reduce_on_plateau={not is_plateau} for {cls.__name__}; leave it out, ftexp sets it from the class",
+            source=source,
+            phase=phase,
+            key=f"{key}.pl_lrs_cfg.reduce_on_plateau",
+            show_value=False,
+        )
+    if is_plateau and not spec.pl_lrs_cfg.get("monitor"):
         raise ScheduleError(
             "ReduceLROnPlateau needs the metric it watches: set pl_lrs_cfg.monitor (e.g. val_loss)",
             source=source,
@@ -106,10 +119,16 @@ def check_lr_scheduler_spec(
             key=f"{key}.pl_lrs_cfg.monitor",
             show_value=False,
         )
-    if spec.init_pg_lrs is not None and len(spec.init_pg_lrs) != n_groups:
+    valid_lengths = (n_groups_before, n_groups) if n_groups_before is not None else (n_groups,)
+    if spec.init_pg_lrs is not None and len(spec.init_pg_lrs) not in valid_lengths:
+        expected = (
+            f"{n_groups_before} (one per group of earlier phases, as in FTS; the phase's own groups start at its lr) "
+            f"or {n_groups} (every group in this phase)"
+            if n_groups_before is not None
+            else str(n_groups)
+        )
         raise ScheduleError(
-            f"has {len(spec.init_pg_lrs)} learning rates but the optimizer will have {n_groups} parameter groups "
-            "in this phase (groups of earlier phases, no_decay splits included)",
+            f"has {len(spec.init_pg_lrs)} learning rates; it needs {expected}, no_decay splits included",
             source=source,
             phase=phase,
             key=f"{key}.init_pg_lrs",
@@ -158,13 +177,15 @@ def check_phase_directives(
 ) -> None:
     """Check every phase's (or the implicit-mode) reinitialization directives against simulated group counts."""
     counts = group_counts(schedule, phase0_groups, no_decay)
-    for phase, n_groups in zip(schedule.phases[1:], counts[1:], strict=True):
+    for phase, n_before, n_groups in zip(schedule.phases[1:], counts, counts[1:], strict=False):
         lr_spec = reinit_lr or phase.new_lr_scheduler
         optim_spec = reinit_optim or phase.new_optimizer
         where = {"source": schedule.source if reinit_lr is None else "reinit_lr_cfg", "phase": phase.index}
         if lr_spec is not None:
             key = "new_lr_scheduler" if reinit_lr is None else "reinit_lr_cfg"
-            check_lr_scheduler_spec(lr_spec, n_groups, key=key, allow_untested=allow_untested, **where)
+            check_lr_scheduler_spec(
+                lr_spec, n_groups, key=key, allow_untested=allow_untested, n_groups_before=n_before, **where
+            )
         if optim_spec is not None:
             key = "new_optimizer" if reinit_optim is None else "reinit_optim_cfg"
             src = schedule.source if reinit_optim is None else "reinit_optim_cfg"

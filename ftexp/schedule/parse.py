@@ -18,7 +18,8 @@ from ftexp.schedule.yaml_io import load_schedule_yaml
 
 PHASE_KEYS = ("params", "max_transition_epoch", "lr", "new_lr_scheduler", "new_optimizer")
 LR_SCHEDULER_KEYS = ("lr_scheduler_init", "pl_lrs_cfg", "init_pg_lrs", "use_current_optimizer_pg_lrs")
-PL_LRS_CFG_KEYS = ("interval", "frequency", "name", "monitor", "strict")
+# LRSchedulerConfig's fields; reduce_on_plateau is accepted as FTS schedules write it and checked against the class
+PL_LRS_CFG_KEYS = ("interval", "frequency", "name", "monitor", "strict", "reduce_on_plateau")
 CLASS_SPEC_KEYS = ("class_path", "init_args")
 
 
@@ -144,6 +145,14 @@ def parse_lr_scheduler_spec(raw: Any, source: str, phase: int | None, key: str) 
     if isinstance(frequency, bool) or not isinstance(frequency, int) or frequency < 1:
         raise ScheduleError(
             "must be a positive integer", source=source, phase=phase, key=f"{key}.pl_lrs_cfg.frequency", value=frequency
+        )
+    if not isinstance(pl_cfg.get("reduce_on_plateau", False), bool):
+        raise ScheduleError(
+            "must be true or false",
+            source=source,
+            phase=phase,
+            key=f"{key}.pl_lrs_cfg.reduce_on_plateau",
+            value=pl_cfg["reduce_on_plateau"],
         )
     init_pg_lrs = raw.get("init_pg_lrs")
     if init_pg_lrs is not None:

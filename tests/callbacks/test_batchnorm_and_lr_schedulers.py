@@ -111,14 +111,42 @@ def test_configured_scheduler_is_extended_to_the_groups_of_new_phases(tmp_path, 
         assert new_group[-1] < 1e-3, f"{name} must schedule the phase-1 group too, got {new_group}"
 
 
-@pytest.mark.parametrize("name", ["LambdaLR", "MultiplicativeLR"])
-def test_without_apply_lambdas_new_groups_keep_their_lr_under_lambda_schedulers(tmp_path, name):
-    probe = LRProbe()
+class EpochStartLRProbe(Callback):
+    """The lrs each epoch trains with (read at its first batch, after any transition)."""
+
+    def __init__(self) -> None:
+        self.lrs: dict[int, list[float]] = {}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.lrs.setdefault(trainer.current_epoch, [g["lr"] for g in trainer.optimizers[0].param_groups])
+
+
+@pytest.mark.parametrize(
+    ("name", "apply", "phase1_lrs"),
+    [
+        # LambdaLR(0.5**epoch): the group joins at epoch 1 at lr 1e-3 (x 0.5**1 with apply), then base x 0.5**epoch
+        ("LambdaLR", False, [1e-3, 2.5e-4, 1.25e-4]),
+        ("LambdaLR", True, [5e-4, 2.5e-4, 1.25e-4]),
+        # MultiplicativeLR(0.5): each step halves the current lr, from the start the group joined with
+        ("MultiplicativeLR", False, [1e-3, 5e-4, 2.5e-4]),
+        ("MultiplicativeLR", True, [5e-4, 2.5e-4, 1.25e-4]),
+    ],
+)
+def test_new_groups_follow_the_last_lambda_and_apply_lambdas_scales_their_first_lr(tmp_path, name, apply, phase1_lrs):
+    """As in FTS: a group added under a lambda scheduler follows its last lambda from the next step on either way;
+    apply_lambdas_new_pgs decides whether its first epoch's lr is the phase lr or the phase lr times the lambda."""
+    probe = EpochStartLRProbe()
+    fts = FinetuningScheduler(
+        two_phases(), restore_best=False, epoch_transitions_only=True, apply_lambdas_new_pgs=apply
+    )
+    trainer(tmp_path, [fts, probe], max_epochs=4).fit(ConfiguredScheduler(name, None))
+    assert [probe.lrs[e][1] for e in (1, 2, 3)] == pytest.approx(phase1_lrs, rel=1e-12)
+
+
+def test_without_apply_lambdas_a_notice_says_how_to_scale_new_groups(tmp_path):
     fts = FinetuningScheduler(two_phases(), restore_best=False, epoch_transitions_only=True)
     with pytest.warns(UserWarning, match="apply_lambdas_new_pgs"):
-        trainer(tmp_path, [fts, probe], max_epochs=4).fit(ConfiguredScheduler(name, None))
-    assert [probe.lrs[e][1] for e in (1, 2, 3)] == [1e-3, 1e-3, 1e-3]
-    assert probe.lrs[3][0] < probe.lrs[1][0], "the phase-0 group still follows its lambda"
+        trainer(tmp_path, [fts], max_epochs=2).fit(ConfiguredScheduler("LambdaLR", None))
 
 
 @pytest.mark.parametrize("name", [n for n, args in SCHEDULERS.items() if args is not None])
@@ -164,18 +192,21 @@ def test_new_optimizer_replaces_the_optimizer_over_the_same_groups(tmp_path):
     assert run.lr_scheduler_configs[0].scheduler.optimizer is optimizer
 
 
-@pytest.mark.parametrize(("use_current", "expected_base"), [(False, 1e-2), (True, 5e-3)])
-def test_reinitialized_scheduler_restarts_from_initial_or_current_lrs(tmp_path, use_current, expected_base):
+@pytest.mark.parametrize(("use_current", "phase0_lr"), [(False, 1e-2), (True, 5e-3)])
+def test_reinitialized_scheduler_restarts_from_initial_or_current_lrs(tmp_path, use_current, phase0_lr):
     """Phase 0 runs one epoch under StepLR(gamma=0.5): its group is at 5e-3 when phase 1 begins. By default a new
-    scheduler restarts every group from its initial lr; use_current_optimizer_pg_lrs keeps the current one."""
+    scheduler restarts every group from its initial lr; use_current_optimizer_pg_lrs keeps the current one. Either
+    way the scheduler's base lrs are the groups' initial lrs (torch's rule, and FTS's)."""
     reinit = {
         "lr_scheduler_init": {"class_path": "torch.optim.lr_scheduler.ExponentialLR", "init_args": {"gamma": 0.9}},
         "use_current_optimizer_pg_lrs": use_current,
     }
+    probe = EpochStartLRProbe()
     fts = FinetuningScheduler(two_phases(new_lr_scheduler=reinit), restore_best=False, epoch_transitions_only=True)
-    run = trainer(tmp_path, [fts], max_epochs=2)
+    run = trainer(tmp_path, [fts, probe], max_epochs=2)
     run.fit(TinyModule(lr=1e-2, scheduler="step"))
-    assert run.lr_scheduler_configs[0].scheduler.base_lrs == pytest.approx([expected_base, 1e-3])
+    assert probe.lrs[1] == pytest.approx([phase0_lr, 1e-3])
+    assert run.lr_scheduler_configs[0].scheduler.base_lrs == pytest.approx([1e-2, 1e-3])
 
 
 def test_implicit_reinit_optim_cfg_builds_a_new_optimizer_at_every_transition(tmp_path):

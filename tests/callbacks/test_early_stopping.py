@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 from pytorch_lightning.callbacks import EarlyStopping
-from pytorch_lightning.callbacks.early_stopping import EarlyStoppingReason
 
 from ftexp import FinetuningScheduler, PhaseEarlyStopping
 from tests.callbacks.test_phases import HEAD, L0, L1, L2
@@ -14,12 +14,16 @@ from tests.tiny_models import TinyModule, trainer
 
 
 def test_the_lightning_internals_phase_early_stopping_overrides_still_exist():
-    """PhaseEarlyStopping overrides EarlyStopping._run_early_stopping_check and reads stopping_reason (checked
-    against pytorch-lightning 2.6); if Lightning renames them, this fails before any behaviour silently changes."""
+    """PhaseEarlyStopping overrides EarlyStopping._run_early_stopping_check and tells patience running out from the
+    other stops by wait_count (checked against pytorch-lightning 2.4.0, 2.5.0, 2.5.6 and 2.6.6); if Lightning changes
+    them, this fails before any behaviour silently changes."""
     assert callable(getattr(EarlyStopping, "_run_early_stopping_check", None))
-    assert callable(getattr(EarlyStopping, "_evaluate_stopping_criteria", None))
     assert callable(getattr(EarlyStopping, "_validate_condition_metric", None))
-    assert {"NOT_STOPPED", "PATIENCE_EXHAUSTED"} <= {reason.name for reason in EarlyStoppingReason}
+    stopper = EarlyStopping(monitor="val_loss", patience=2, stopping_threshold=0.5)
+    checks = [stopper._evaluate_stopping_criteria(torch.tensor(loss))[0] for loss in (1.0, 1.0, 1.0)]
+    assert checks == [False, False, True] and stopper.wait_count == 2, "patience: each check without improvement counts"
+    assert stopper._evaluate_stopping_criteria(torch.tensor(0.1))[0] is True
+    assert stopper.wait_count == 2, "a threshold stop does not count a check without improvement"
 
 
 class NonFiniteValidation(TinyModule):
@@ -71,7 +75,7 @@ class TestEarlyStoppingDrivenTransitions:
     def test_stopping_threshold_ends_the_whole_run(self, tmp_path):
         fts, stopper, run = self.flat_loss_run(tmp_path, stopping_threshold=1e6)
         assert fts.transitions == [] and run.current_epoch == 1
-        assert stopper.stopping_reason == EarlyStoppingReason.STOPPING_THRESHOLD
+        assert stopper.stopping_reason_message.startswith("Stopping threshold reached")
 
 
 def test_phase_state_survives_a_checkpoint_round_trip():

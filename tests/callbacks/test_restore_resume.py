@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
+from packaging.version import Version
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
+from pytorch_lightning.loops.fit_loop import _FitLoop
 
 from ftexp import DEPTH_METRIC, FinetuningScheduler, PhaseCheckpoint, ScheduleError
 from tests.callbacks.test_phases import epoch_schedule
@@ -95,6 +97,18 @@ def test_resumed_run_ends_in_the_same_state_as_an_uninterrupted_one(tmp_path):
     full_state, resumed_state = full_module.state_dict(), resumed_module.state_dict()
     for name in full_state:
         torch.testing.assert_close(resumed_state[name], full_state[name], rtol=0, atol=1e-6, msg=name)
+
+
+@pytest.mark.skipif(
+    Version(pl.__version__) < Version("2.5"),
+    reason="pytorch-lightning < 2.5 calls on_train_epoch_start on every resume",
+)
+def test_the_lightning_internals_resumes_inside_epoch_reads_still_exist():
+    """resumes_inside_epoch reads FitLoop.restarted_mid_epoch and restarted_on_epoch_end (checked against
+    pytorch-lightning 2.4.0, 2.5.0, 2.5.6 and 2.6.6); if Lightning renames them, a resumed epoch would silently miss
+    its setup."""
+    for stage in ("restarted_mid_epoch", "restarted_on_epoch_end"):
+        assert isinstance(getattr(_FitLoop, stage, None), property), stage
 
 
 def test_resume_without_the_best_checkpoint_fails_before_training_unless_new_incarnation(tmp_path):

@@ -7,26 +7,12 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
-from transformers import AutoModelForSequenceClassification, BertConfig, DebertaV2Config
+from transformers import AutoModelForSequenceClassification, BertConfig
 
 from ftexp.schedule import Schedule, ScheduleError, generate_schedule
-from tests.tiny_models import TinyModule, mlp
+from tests.tiny_models import TinyModule, deberta_v3_base_config, mlp
 
 TINY_BERT = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37, vocab_size=100)
-DEBERTA_V3_BASE = DebertaV2Config(
-    hidden_size=768,
-    num_hidden_layers=12,
-    num_attention_heads=12,
-    intermediate_size=3072,
-    vocab_size=128100,
-    relative_attention=True,
-    pos_att_type=["p2c", "c2p"],
-    position_biased_input=False,
-    norm_rel_ebd="layer_norm",
-    position_buckets=256,
-    share_att_key=True,
-    max_relative_positions=-1,
-)
 
 
 def fts_default_schedule(module: nn.Module) -> list[list[str]]:
@@ -69,7 +55,7 @@ def tiny_bert() -> nn.Module:
 @pytest.fixture(scope="module")
 def meta_deberta() -> nn.Module:
     with torch.device("meta"):
-        return AutoModelForSequenceClassification.from_config(DEBERTA_V3_BASE)
+        return AutoModelForSequenceClassification.from_config(deberta_v3_base_config())
 
 
 class Block(nn.Module):

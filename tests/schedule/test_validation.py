@@ -7,9 +7,9 @@ import re
 
 import pytest
 import torch
-from pytorch_lightning.callbacks import Callback, EarlyStopping
+from pytorch_lightning.callbacks import Callback
 
-from ftexp import FinetuningScheduler, PhaseEarlyStopping, ScheduleError
+from ftexp import FinetuningScheduler, ScheduleError
 from ftexp.callbacks.optim_surgery import build_lr_scheduler
 from ftexp.schedule import (
     check_phase_directives,
@@ -368,6 +368,18 @@ def test_reduce_lr_on_plateau_needs_the_metric_it_monitors():
     check_phase_directives(resolved(two_phases(new_lr_scheduler=monitored)), 1, None)
 
 
+def test_reduce_on_plateau_in_pl_lrs_cfg_is_accepted_as_fts_writes_it_and_must_match_the_class():
+    plateau = "torch.optim.lr_scheduler.ReduceLROnPlateau"
+    fts_style = lr_scheduler_cfg(plateau, pl_lrs_cfg={"monitor": "val_loss", "reduce_on_plateau": True})
+    check_phase_directives(resolved(two_phases(new_lr_scheduler=fts_style)), 1, None)
+    wrong = {**STEP_LR, "pl_lrs_cfg": {"reduce_on_plateau": True}}
+    with pytest.raises(ScheduleError, match=r"says reduce_on_plateau=True for StepLR") as e:
+        check_phase_directives(resolved(two_phases(new_lr_scheduler=wrong)), 1, None)
+    assert (e.value.phase, e.value.key) == (1, "new_lr_scheduler.pl_lrs_cfg.reduce_on_plateau")
+    with pytest.raises(ScheduleError, match="must be true or false"):
+        resolved(two_phases(new_lr_scheduler={**STEP_LR, "pl_lrs_cfg": {"reduce_on_plateau": "yes"}}))
+
+
 @pytest.mark.parametrize("interval", ["hourly", "epochs", 1])
 def test_the_lr_scheduler_interval_must_be_epoch_or_step(interval):
     raw = two_phases(new_lr_scheduler={**STEP_LR, "pl_lrs_cfg": {"interval": interval}})
@@ -425,14 +437,6 @@ def test_epoch_transitions_only_does_not_need_max_transition_epoch_in_the_last_p
     assert [(t["depth"], t["epoch"]) for t in scheduler.transitions] == [(1, 1)]
 
 
-def test_epoch_transitions_only_rejects_an_early_stopping_callback(tmp_path):
-    raw = {0: {"params": ["net.6.*"], "max_transition_epoch": 1}, 1: {"params": ["net.4.*", "net.2.*", "net.0.*"]}}
-    scheduler = FinetuningScheduler(raw, epoch_transitions_only=True)
-    err = fit_fails_before_training(tmp_path, TinyModule(), [scheduler, PhaseEarlyStopping()])
-    assert err.key == "epoch_transitions_only"
-    assert "remove PhaseEarlyStopping" in str(err)
-
-
 def test_restore_best_needs_checkpointing(tmp_path):
     scheduler = FinetuningScheduler(two_phases(), restore_best=True)
     err = fit_fails_before_training(tmp_path, TinyModule(), [scheduler], enable_checkpointing=False)
@@ -440,24 +444,10 @@ def test_restore_best_needs_checkpointing(tmp_path):
     assert "restore_best=True needs checkpointing" in str(err)
 
 
-def test_a_plain_early_stopping_callback_is_rejected(tmp_path):
-    scheduler = FinetuningScheduler(two_phases())
-    err = fit_fails_before_training(tmp_path, TinyModule(), [scheduler, EarlyStopping(monitor="val_loss")])
-    assert err.key == "callbacks"
-    assert "use ftexp.PhaseEarlyStopping" in str(err)
-
-
 def test_lr_scheduler_init_args_are_checked_before_any_training_step(tmp_path):
     raw = two_phases(new_lr_scheduler=lr_scheduler_cfg("torch.optim.lr_scheduler.StepLR", {"stepsize": 1}))
     err = fit_fails_before_training(tmp_path, TinyModule(), [FinetuningScheduler(raw)])
     assert (err.phase, err.key) == (1, "new_lr_scheduler.lr_scheduler_init.init_args")
-
-
-def test_a_new_optimizer_needs_a_new_lr_scheduler_when_configure_optimizers_returns_one(tmp_path):
-    scheduler = FinetuningScheduler(two_phases(new_optimizer=SGD))
-    err = fit_fails_before_training(tmp_path, TinyModule(scheduler="step"), [scheduler])
-    assert (err.phase, err.key) == (1, "new_lr_scheduler")
-    assert "a new optimizer needs a new LR scheduler too" in str(err)
 
 
 def test_a_new_optimizer_alone_is_accepted_when_configure_optimizers_returns_no_scheduler(tmp_path):
@@ -475,31 +465,35 @@ def test_a_new_optimizer_alone_is_accepted_when_configure_optimizers_returns_no_
 
 
 # --------------------------------------------------------------------------------------------------- init_pg_lrs
-def test_init_pg_lrs_must_have_one_lr_per_group_of_the_phase():
-    """Without no_decay every phase adds one group: at phase 1 the optimizer has phase-0 groups + 1."""
-    ok = two_phases(new_lr_scheduler={**STEP_LR, "init_pg_lrs": [1e-3, 1e-3]})
-    check_phase_directives(resolved(ok), 1, None)
+def test_init_pg_lrs_has_one_lr_per_earlier_group_as_in_fts_or_one_per_group_of_the_phase():
+    """Without no_decay every phase adds one group: at phase 1 the optimizer has the phase-0 group + 1. FTS's
+    length covers the groups that exist before the phase (1); ftexp also takes one lr for every group (2)."""
+    for length in (1, 2):
+        check_phase_directives(
+            resolved(two_phases(new_lr_scheduler={**STEP_LR, "init_pg_lrs": [1e-3] * length})), 1, None
+        )
     too_many = two_phases(new_lr_scheduler={**STEP_LR, "init_pg_lrs": [1e-3, 1e-3, 1e-3]})
     with pytest.raises(
-        ScheduleError, match=r"has 3 learning rates but the optimizer will have 2 parameter groups"
+        ScheduleError,
+        match=r"has 3 learning rates; it needs 1 \(one per group of earlier phases, as "
+        r"in FTS; the phase's own groups start at its lr\) or 2 \(every group in this phase\)",
     ) as e:
         check_phase_directives(resolved(too_many), 1, None)
     assert (e.value.phase, e.value.key, e.value.value) == (1, "new_lr_scheduler.init_pg_lrs", [1e-3, 1e-3, 1e-3])
 
 
-def test_init_pg_lrs_counts_the_no_decay_split_of_every_phase():
-    """With no_decay=["bias"] a phase thawing weight+bias adds two groups; phase 2 sees both earlier splits."""
+def test_init_pg_lrs_counts_the_two_no_decay_groups_every_phase_adds():
+    """With no_decay=["bias"] every phase adds a decay and a no-decay group, even when one is empty (as FTS does):
+    phase 3 thaws only a weight yet its init_pg_lrs counts 2 + 2 + 2 groups before it (FTS's length)."""
     raw = {
         0: {"params": ["net.6.*"]},
-        1: {"params": ["net.4.*"], "new_lr_scheduler": {**STEP_LR, "init_pg_lrs": [1e-3] * 3}},
+        1: {"params": ["net.4.*"], "new_lr_scheduler": {**STEP_LR, "init_pg_lrs": [1e-3] * 1}},
         2: {"params": ["net.2.*"], "new_lr_scheduler": {**STEP_LR, "init_pg_lrs": [1e-3] * 5}},
-        3: {"params": ["net.0.weight"], "new_lr_scheduler": {**STEP_LR, "init_pg_lrs": [1e-3] * 6}},
+        3: {"params": ["net.0.weight"], "new_lr_scheduler": {**STEP_LR, "init_pg_lrs": [1e-3] * 5}},
     }
     check_phase_directives(resolved(raw), 1, ["bias"])
     raw[2]["new_lr_scheduler"]["init_pg_lrs"] = [1e-3] * 4
-    with pytest.raises(
-        ScheduleError, match=r"has 4 learning rates but the optimizer will have 5 parameter groups"
-    ) as e:
+    with pytest.raises(ScheduleError, match=r"has 4 learning rates; it needs 3 .* or 5 ") as e:
         check_phase_directives(resolved(raw), 1, ["bias"])
     assert (e.value.phase, e.value.key) == (2, "new_lr_scheduler.init_pg_lrs")
 
@@ -512,7 +506,8 @@ def test_a_wrong_length_init_pg_lrs_fails_fit_before_training_on_a_no_decay_modu
     }
     err = fit_fails_before_training(tmp_path, TinyModule(no_decay=["bias"]), [FinetuningScheduler(raw)])
     assert (err.phase, err.key, err.value) == (1, "new_lr_scheduler.init_pg_lrs", [1e-3, 1e-3])
-    assert "will have 3 parameter groups" in str(err)
+    assert "it needs 1 (one per group of earlier phases" in str(err)
+    assert "or 3 (every group in this phase)" in str(err)
 
 
 def test_an_init_pg_lrs_of_the_simulated_length_trains_through_the_transition(tmp_path):
@@ -532,7 +527,7 @@ def test_an_init_pg_lrs_of_the_simulated_length_trains_through_the_transition(tm
 
 
 # ------------------------------------------------------------------------------------------------- pure helpers
-def test_split_no_decay_puts_decayed_parameters_first_and_drops_empty_groups():
+def test_split_no_decay_gives_a_decay_and_a_no_decay_group_even_when_one_is_empty():
     names = ["enc.dense.weight", "enc.dense.bias", "enc.LayerNorm.weight", "enc.LayerNorm.bias"]
     assert split_no_decay(names, ["bias", "LayerNorm.weight"]) == [
         ["enc.dense.weight"],
@@ -540,10 +535,9 @@ def test_split_no_decay_puts_decayed_parameters_first_and_drops_empty_groups():
     ]
     assert split_no_decay(names, None) == [names]
     assert split_no_decay(names, []) == [names]
-    assert split_no_decay(["a.bias", "b.bias"], ["bias"]) == [["a.bias", "b.bias"]]
-    assert split_no_decay(["a.weight"], ["bias"]) == [["a.weight"]]
+    assert split_no_decay(["a.bias", "b.bias"], ["bias"]) == [[], ["a.bias", "b.bias"]]
+    assert split_no_decay(["a.weight"], ["bias"]) == [["a.weight"], []]
     assert split_no_decay([], ["bias"]) == []
-    assert split_no_decay([], None) == []
 
 
 def test_group_counts_start_from_phase_zero_and_add_one_or_two_groups_per_phase():
@@ -556,8 +550,8 @@ def test_group_counts_start_from_phase_zero_and_add_one_or_two_groups_per_phase(
         }
     )
     assert group_counts(schedule, 1, None) == [1, 2, 3, 4]
-    assert group_counts(schedule, 1, ["bias"]) == [1, 3, 4, 6]
-    assert group_counts(schedule, 2, ["bias"]) == [2, 4, 5, 7]
+    assert group_counts(schedule, 1, ["bias"]) == [1, 3, 5, 7], "with no_decay every phase adds two groups"
+    assert group_counts(schedule, 2, ["bias"]) == [2, 4, 6, 8]
 
 
 def test_check_phase_directives_accepts_a_schedule_without_directives():
