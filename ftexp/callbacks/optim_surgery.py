@@ -86,17 +86,26 @@ def build_lr_scheduler(spec: LRSchedulerSpec, optimizer: torch.optim.Optimizer) 
 
 
 def build_optimizer(
-    spec: OptimizerSpec, current: torch.optim.Optimizer, n_phase0_groups: int, no_decay_params: set[int]
+    spec: OptimizerSpec,
+    current: torch.optim.Optimizer,
+    n_phase0_groups: int,
+    no_decay_params: set[int],
+    earlier_init_pg_lrs: Sequence[Sequence[float]] = (),
 ) -> torch.optim.Optimizer:
     """A new optimizer over the current groups, configured as FTS configures one: its ``init_args`` and defaults
     give every hyperparameter, so the phase-0 groups start at its lr and every group at its weight decay, except
     ``no_decay`` groups (all parameters in ``no_decay_params``), which keep ``weight_decay=0``; groups of later
-    phases keep their phase's lr. Moments start afresh."""
+    phases keep their phase's lr. FTS rebuilds the new optimizer by replaying the phases before, so the
+    ``init_pg_lrs`` lists of those phases (``earlier_init_pg_lrs``, in phase order) set the groups they cover.
+    Moments start afresh."""
     groups = []
     for index, group in enumerate(current.param_groups):
         new_group: dict[str, Any] = {"params": group["params"]}
         if index >= n_phase0_groups:
             new_group["lr"] = new_group["initial_lr"] = group.get("initial_lr", group["lr"])
+        for lrs_of_phase in earlier_init_pg_lrs:
+            if index < len(lrs_of_phase):
+                new_group["lr"] = new_group["initial_lr"] = lrs_of_phase[index]
         if group["params"] and all(id(p) in no_decay_params for p in group["params"]):
             new_group["weight_decay"] = 0.0
         groups.append(new_group)

@@ -36,6 +36,7 @@ from ftexp.callbacks.optim_surgery import (
 )
 from ftexp.schedule import (
     SUPPORTED_LR_SCHEDULERS,
+    LRSchedulerSpec,
     Schedule,
     ScheduleError,
     check_phase_directives,
@@ -471,8 +472,11 @@ class FinetuningScheduler(Callback):
             optim_spec = self.reinit_optim or phase.new_optimizer
             if optim_spec is not None:
                 exempt = split_no_decay(list(params), no_decay)[1] if no_decay else []
+                earlier = [
+                    spec.init_pg_lrs for spec in map(self._lr_spec_of, range(1, depth)) if spec and spec.init_pg_lrs
+                ]
                 new_optimizer = build_optimizer(
-                    optim_spec, trainer.optimizers[0], self._phase0_groups, {id(params[n]) for n in exempt}
+                    optim_spec, trainer.optimizers[0], self._phase0_groups, {id(params[n]) for n in exempt}, earlier
                 )
                 trainer.strategy.optimizers = [new_optimizer]
                 for config in trainer.lr_scheduler_configs:  # as in FTS: the running schedulers drive the new one
@@ -482,13 +486,18 @@ class FinetuningScheduler(Callback):
             optimizer = trainer.optimizers[0]
             lr = phase.lr if phase.lr is not None else self._default_lr()
             groups = add_phase_groups(optimizer, params, phase.params, lr, no_decay)
-            lr_spec = self.reinit_lr or phase.new_lr_scheduler
+            lr_spec = self._lr_spec_of(depth)
             if lr_spec is not None:
                 trainer.strategy.lr_scheduler_configs = [build_lr_scheduler(lr_spec, optimizer)]
             else:
                 self._warn_lambdas_once(trainer)
                 extend_schedulers(trainer.lr_scheduler_configs, groups, self.apply_lambdas_new_pgs)
         apply_batchnorm_policy(pl_module, self.frozen_bn_track_running_stats)
+
+    def _lr_spec_of(self, depth: int) -> LRSchedulerSpec | None:
+        """The LR scheduler a transition to ``depth`` builds (implicit mode's ``reinit_lr_cfg`` or the phase's)."""
+        assert self.schedule is not None
+        return self.reinit_lr or self.schedule[depth].new_lr_scheduler
 
     def _default_lr(self) -> float:
         return self.base_max_lr if self.base_max_lr is not None else self._phase0_lr

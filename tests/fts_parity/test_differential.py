@@ -105,6 +105,17 @@ SCENARIOS = [
         THREE_PHASE_LOSSES,
     ),
     Scenario(
+        "new_optimizer_after_init_pg_lrs",
+        three_phases(
+            p1={"new_lr_scheduler": step_lr(0.7, init_pg_lrs=[2.0e-4])},
+            p2={
+                "new_optimizer": {"optimizer_init": {"class_path": "torch.optim.SGD", "init_args": {"lr": 1e-3}}},
+                "new_lr_scheduler": step_lr(0.8),
+            },
+        ),
+        THREE_PHASE_LOSSES,
+    ),
+    Scenario(
         "no_restore_new_optimizer_use_current_lrs",
         three_phases(
             p2={
