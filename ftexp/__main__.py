@@ -5,8 +5,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from ftexp.conf_schema import unknown_override_hints
-from ftexp.config import CONFIG_DIR
+from ftexp.config import CONFIG_DIR, unknown_override_hints
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")

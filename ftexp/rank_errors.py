@@ -16,7 +16,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from ftexp.sweeps.files import atomic_write
+from ftexp.files import atomic_write
 
 log = logging.getLogger(__name__)
 

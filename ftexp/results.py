@@ -1,21 +1,45 @@
-"""What a run leaves behind for the sweep summary: per-epoch metrics and the ``result.json`` file, written (as the
-summary's own files are) by :func:`atomic_write` (defined in :mod:`ftexp.sweeps.files`, which does not import
+"""What a run leaves behind: its per-epoch metrics (:class:`EpochMetrics`) and its record, ``result.json``
+(:class:`ftexp.record.RunRecord`), which :class:`RunRecorder` keeps from the start of an attempt to its end and
+writes (as the summary's own files are) by :func:`atomic_write` (defined in :mod:`ftexp.files`, which does not import
 Lightning)."""
 
 from __future__ import annotations
 
-import json
+import logging
 import math
+import os
+import time
 from collections.abc import Mapping
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.accelerators import CPUAccelerator, CUDAAccelerator
+from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from ftexp.callbacks import FinetuningScheduler
-from ftexp.sweeps.files import atomic_write
+from ftexp.callbacks.preemption import PreemptionCheckpoint, RequeueRequested
+from ftexp.files import atomic_write
+from ftexp.rank_errors import attribute_failure
+from ftexp.record import (
+    AttemptRecord,
+    BestEpoch,
+    EpochRow,
+    PhaseStart,
+    RunRecord,
+    RunStatus,
+    TestResult,
+    TransitionRecord,
+)
+
+if TYPE_CHECKING:
+    from ftexp.train import RunObjects
+
+log = logging.getLogger(__name__)
 
 
 class EpochMetrics(Callback):
@@ -46,6 +70,112 @@ class EpochMetrics(Callback):
         self._resumed_history = list(state_dict.get("history", []))
 
 
+class RunRecorder:
+    """The bookkeeping of one attempt at a run, in one place: its :class:`~ftexp.record.RunRecord`, begun before
+    anything is built (``failed`` until the attempt says otherwise), told how the attempt ended (:meth:`fit_ended`,
+    :meth:`stopped`) and, however it ended, completed with what the fit left and written (:meth:`finish`).
+
+    A resumed run carries the earlier attempts on: ``history``, ``transitions`` and ``attempts`` cover the whole
+    run, ``wall_time_s`` is the sum over attempts. A start that fails never overwrites the ``result.json`` an earlier
+    attempt left in the same run dir. Under DDP rank 0 writes the file; when several ranks fail, ``error`` is the
+    first failure, naming its rank, and ``rank_errors`` holds each rank's (:mod:`ftexp.rank_errors`).
+    """
+
+    def __init__(self, cfg: DictConfig, ckpt_path: str | None, overrides: list[str]) -> None:
+        self._started, self._started_wall, self._failed_at = time.perf_counter(), time.time(), 0.0
+        self._last_checkpoint = Path(cfg.paths.checkpoint_dir) / "last.ckpt"
+        self._requeue: PreemptionCheckpoint | None = None
+        self.run_dir = Path(cfg.paths.output_dir)
+        self.earlier = read_earlier_record(self.run_dir / "result.json")
+        self.attempt = AttemptRecord(
+            started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            resumed_from=ckpt_path,
+            slurm_job_id=os.environ.get("SLURM_JOB_ID"),
+        )
+        self.record = RunRecord(
+            name=_select(cfg, "name"),
+            scenario=_select(cfg, "schedule.name"),
+            seed=_select(cfg, "seed"),
+            sweep=_select(cfg, "sweep.name"),
+            overrides=overrides,
+            status=RunStatus.FAILED,
+            resumed_from=ckpt_path,
+            run_dir=str(self.run_dir),
+            result_file=str(self.run_dir / "result.json"),
+        )
+
+    def fit_ended(self, interrupted: bool, test: TestResult | None) -> None:
+        """The fit returned: completed (and ``test``, unless the run tests nothing), or stopped by Lightning."""
+        self.record.test = test
+        self.record.status = RunStatus.INTERRUPTED if interrupted else RunStatus.COMPLETED
+
+    def stopped(self, err: BaseException, objects: RunObjects | None) -> None:
+        """The attempt raised ``err``: requeued (the preemption checkpoint was saved and a cluster owner will start
+        the job again), interrupted (a stop that left a checkpoint to resume from) or failed."""
+        if isinstance(err, RequeueRequested):
+            self._requeue = objects.preemption if objects is not None else None
+            requeued = self._requeue is not None and self._requeue.can_requeue
+            self.record.status = RunStatus.REQUEUED if requeued else RunStatus.INTERRUPTED
+            self.record.error = str(err)
+            return
+        # Lightning marks the trainer interrupted after any exception in fit; only a stop is an interruption: Ctrl-C
+        # (which Lightning turns into SystemExit after a graceful shutdown) or SIGTERM (SIGTERMException)
+        stop = isinstance(err, (KeyboardInterrupt, SystemExit))
+        interrupted = stop and objects is not None and objects.trainer.interrupted
+        self.record.status = RunStatus.INTERRUPTED if interrupted else RunStatus.FAILED
+        self.record.error = f"{type(err).__name__}: {err}"
+        self._failed_at = time.time()
+
+    def finish(self, objects: RunObjects | None) -> None:
+        """Record what the fit left (when the objects were built) and this attempt, write ``result.json``, and give
+        the preemption signal to its owner when the attempt is to be requeued (:func:`hand_over`)."""
+        record, attempt = self.record, self.attempt
+        if objects is not None:
+            record_fit(record, objects, self._last_checkpoint)
+            if record.status == RunStatus.FAILED:
+                self._attribute_failure()
+        attempt.status = record.status
+        attempt.start_epoch = objects.metrics.first_epoch if objects is not None else None
+        attempt.end_epoch = objects.trainer.current_epoch if objects is not None else None
+        attempt.wall_time_s = round(time.perf_counter() - self._started, 2)
+        earlier = (self.earlier.attempts or []) if self.earlier is not None and attempt.resumed_from else []
+        record.attempts = [*earlier, attempt]
+        record.wall_time_s = round(sum(a.wall_time_s or 0.0 for a in record.attempts), 2)
+        if objects is not None or self.earlier is None:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            write_record(record)
+        if self._requeue is not None and objects is not None:  # only a built run has a preemption checkpoint
+            hand_over(self._requeue, record, attempt, objects.trainer.global_rank)
+
+    def _attribute_failure(self) -> None:
+        """The first failure among the ranks, not the connection error it caused on rank 0. (``attribute_failure``
+        works on ``result.json``'s layout: ``error``, and ``rank_errors`` when other ranks failed too.)"""
+        failure: dict[str, Any] = {"error": self.record.error}
+        attribute_failure(failure, self.run_dir, rank_zero_only.rank, self._failed_at, since=self._started_wall)
+        self.record.error, self.record.rank_errors = failure["error"], failure.get("rank_errors")
+
+
+def record_fit(record: RunRecord, objects: RunObjects, last_checkpoint: Path) -> None:
+    """Fill in what the fit left: epochs, the best and the final epoch, phases, parameters, checkpoints, where the
+    events are, the hardware and the per-epoch history."""
+    history = objects.metrics.history
+    checkpoint = objects.checkpoint
+    monitor, mode = (checkpoint.monitor, checkpoint.mode) if checkpoint and checkpoint.monitor else ("val_loss", "min")
+    logger = objects.trainer.logger
+    record.epochs_run = objects.trainer.current_epoch
+    record.best = best_epoch(history, monitor, mode)
+    record.final = EpochRow.from_dict(history[-1]) if history else EpochRow()
+    record_phases(record, objects.fts, objects.model, objects.metrics.first_epoch)
+    record.total_params = sum(p.numel() for p in objects.model.parameters())
+    score = checkpoint.best_model_score if checkpoint is not None else None
+    record.best_checkpoint = (checkpoint.best_model_path or None) if checkpoint is not None else None
+    record.best_score = float(score) if score is not None else None
+    record.last_checkpoint = str(last_checkpoint) if last_checkpoint.is_file() else None
+    record.tensorboard_dir = logger.log_dir if logger is not None else None
+    record.hardware = hardware_summary(objects.trainer)
+    record.history = [EpochRow.from_dict(row) for row in history]
+
+
 def scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
     return {name: float(value) for name, value in metrics.items() if _is_scalar(value)}
 
@@ -54,56 +184,92 @@ def _is_scalar(value: Any) -> bool:
     return isinstance(value, int | float) or (isinstance(value, torch.Tensor) and value.numel() == 1)
 
 
-def best_epoch(history: list[dict[str, float]], monitor: str, mode: str) -> dict[str, float] | None:
-    """The history row with the best value of ``monitor`` (the first one on ties); ``None`` if never logged."""
+def best_epoch(history: list[dict[str, float]], monitor: str, mode: str) -> BestEpoch:
+    """The history row with the best value of ``monitor`` (the first one on ties); only the monitor and mode when it
+    was never logged."""
     rows = [row for row in history if monitor in row and not math.isnan(row[monitor])]
     if not rows:
-        return None
+        return BestEpoch(monitor=monitor, mode=mode)
     pick = min if mode == "min" else max
-    return pick(rows, key=lambda row: row[monitor])
+    row = EpochRow.from_dict(pick(rows, key=lambda row: row[monitor]))
+    return BestEpoch(epoch=row.epoch, metrics=row.metrics, monitor=monitor, mode=mode)
 
 
-def phase_summary(fts: FinetuningScheduler | None, module: pl.LightningModule, first_epoch: int) -> dict[str, Any]:
+def record_phases(
+    record: RunRecord, fts: FinetuningScheduler | None, module: pl.LightningModule, first_epoch: int
+) -> None:
     """Phases run (start epochs, from the scheduler's transitions) and trainable weights per phase of the schedule.
 
     Without a scheduler the whole run is one phase training every parameter that requires grad.
     """
     numel = {name: p.numel() for name, p in module.named_parameters()}
     if fts is None or fts.schedule is None:
-        trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
-        return {
-            "phases_run": [{"depth": 0, "start_epoch": first_epoch}],
-            "trainable_params_per_phase": {"0": trainable},
-            "final_depth": 0,
-        }
+        record.phases_run = [PhaseStart(depth=0, start_epoch=first_epoch)]
+        record.trainable_params_per_phase = {"0": sum(p.numel() for p in module.parameters() if p.requires_grad)}
+        record.final_depth = 0
+        return
     # the scheduler's transitions travel in checkpoints, so they normally start at depth 1; a checkpoint without
     # them starts the record at the depth resumed from
     start_depth = fts.curr_depth - len(fts.transitions)
-    starts = [{"depth": start_depth, "start_epoch": first_epoch if start_depth else 0}]
-    starts += [{"depth": t["depth"], "start_epoch": t["epoch"]} for t in fts.transitions]
-    per_phase = {
+    record.phases_run = [PhaseStart(depth=start_depth, start_epoch=first_epoch if start_depth else 0)]
+    record.phases_run += [PhaseStart(depth=t["depth"], start_epoch=t["epoch"]) for t in fts.transitions]
+    record.transitions = [TransitionRecord.from_dict(t) for t in fts.transitions]
+    record.trainable_params_per_phase = {
         str(depth): sum(numel[name] for name in fts.schedule.params_through(depth))
         for depth in range(fts.final_depth + 1)
     }
+    record.final_depth = fts.final_depth
+    record.reached_depth = fts.curr_depth
+    record.schedule_path = str(fts.schedule_path) if fts.schedule_path else None
+
+
+def hardware_summary(trainer: pl.Trainer) -> dict[str, Any]:
+    """Where the run trained: enough to turn wall time into GPU- or CPU-hours in the sweep summary."""
+    kinds = {CUDAAccelerator: "gpu", CPUAccelerator: "cpu"}
     return {
-        "phases_run": starts,
-        "transitions": fts.transitions,
-        "trainable_params_per_phase": per_phase,
-        "final_depth": fts.final_depth,
-        "reached_depth": fts.curr_depth,
-        "schedule_path": str(fts.schedule_path) if fts.schedule_path else None,
+        "accelerator": kinds.get(type(trainer.accelerator), type(trainer.accelerator).__name__),
+        "devices": trainer.num_devices * trainer.num_nodes,
+        "num_nodes": trainer.num_nodes,
+        "cpu_threads": torch.get_num_threads(),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
     }
 
 
-def checkpoint_summary(best: ModelCheckpoint | None, last: Path) -> dict[str, Any]:
-    score = best.best_model_score if best is not None else None
-    return {
-        "best_checkpoint": (best.best_model_path or None) if best is not None else None,
-        "best_score": float(score) if score is not None else None,
-        "last_checkpoint": str(last) if last.is_file() else None,
-    }
+def read_earlier_record(path: Path) -> RunRecord | None:
+    """The ``result.json`` a previous attempt in this run dir left (``None`` if none or unreadable)."""
+    try:
+        return RunRecord.read(path)
+    except (OSError, ValueError):
+        return None
 
 
-def write_json(path: Path, payload: Mapping[str, Any]) -> None:
-    """Write atomically: a sweep summary reading the file never sees half of it."""
-    atomic_write(path, lambda partial: partial.write_text(json.dumps(payload, indent=2, default=str) + "\n"))
+def hand_over(requeue: PreemptionCheckpoint, record: RunRecord, attempt: AttemptRecord, rank: int) -> None:
+    """Give the preemption signal to its owner once ``result.json`` records the attempt as requeued. On global
+    rank 0 submitit's handler requeues the job and exits the process (``SystemExit`` passes through).
+
+    The owner may refuse: after ``max_num_timeout`` time-outs submitit raises ``UncompletedJobError`` and the job
+    ends there, so ``result.json`` is rewritten to say it failed. On any other rank submitit's handler returns
+    without acting (rank 0 requeues the whole job): the task then ends cleanly, not with a ``RequeueRequested``
+    traceback and exit status 1, which could make ``srun`` end the job before rank 0 has requeued it.
+    """
+    try:
+        requeue.hand_over()
+    except Exception as err:
+        record.status = attempt.status = RunStatus.FAILED
+        record.error = f"{type(err).__name__}: {err}"
+        write_record(record)
+        raise
+    if rank != 0 and requeue.can_requeue:
+        log.info(f"rank {rank}: the preemption signal's owner leaves the requeue to rank 0; this task ends here")
+        raise SystemExit(0)
+
+
+@rank_zero_only
+def write_record(record: RunRecord) -> None:
+    """Write ``record.result_file`` atomically: a sweep summary reading the file never sees half of it."""
+    atomic_write(Path(str(record.result_file)), lambda partial: partial.write_text(record.to_json()))
+
+
+def _select(cfg: DictConfig, key: str) -> Any:
+    return OmegaConf.select(cfg, key, throw_on_resolution_failure=False)

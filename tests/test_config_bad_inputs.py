@@ -8,16 +8,12 @@ model is built, before any callback, logger or trainer exists.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 
-from ftexp.config import CONFIG_DIR
 from ftexp.train import run
+from tests.helpers import compose_config, python_m_ftexp
 
 OTHER_MODEL_SCHEDULE = """\
 # an explicit schedule written for DeBERTa-v3-base
@@ -41,18 +37,10 @@ def earlier_run(tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("earlier") / "run"
     quick = ["trainer.max_epochs=2", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "test=false"]
     quick += ["trainer.log_every_n_steps=1", "schedule.callbacks.fts.max_depth=0"]
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=[f"paths.output_dir={run_dir}", "data.synthetic.n_train=64", *quick])
+    cfg = compose_config(run_dir, "data.synthetic.n_train=64", *quick)
     assert run(cfg)["status"] == "completed"
     assert (run_dir / "checkpoints" / "last.ckpt").is_file() and (run_dir / "result.json").is_file()
     return run_dir
-
-
-def python_m_ftexp(cwd: Path, *overrides: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    return subprocess.run(
-        [sys.executable, "-m", "ftexp", *overrides], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
-    )
 
 
 def other_model_schedule(directory: Path) -> str:

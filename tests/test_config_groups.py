@@ -4,10 +4,8 @@ end to end in-process under debug=fast_dev_run."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from pytorch_lightning.accelerators import CPUAccelerator
 from pytorch_lightning.callbacks import EarlyStopping
@@ -15,13 +13,9 @@ from pytorch_lightning.strategies import DDPStrategy, SingleDeviceStrategy
 
 from ftexp.config import CONFIG_DIR
 from ftexp.train import build, run
+from tests.helpers import compose_config
 
 SCHEDULES = sorted(path.stem for path in (CONFIG_DIR / "schedule").glob("*.yaml"))
-
-
-def compose_config(tmp_path: Path, *overrides: str, hydra: bool = False):
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose("config", overrides=[f"paths.output_dir={tmp_path}", *overrides], return_hydra_config=hydra)
 
 
 # ------------------------------------------------------------------ lr_reinit

@@ -1,10 +1,10 @@
-"""Which overrides tell the jobs of a sweep apart (ftexp/config.py): the rule job dir names and scenarios share."""
+"""Which overrides tell the jobs of a sweep apart (ftexp/overrides.py): the rule job dir names and scenarios share."""
 
 from __future__ import annotations
 
 import pytest
 
-from ftexp.config import job_dirname, override_key, varies_between_jobs
+from ftexp.overrides import job_dirname, override_key, varies_between_jobs
 
 
 @pytest.mark.parametrize(

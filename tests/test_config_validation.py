@@ -1,4 +1,4 @@
-"""Config validation (`ftexp.conf_schema`): a composed config that cannot run is refused before anything is built,
+"""Config validation (`ftexp.config`): a composed config that cannot run is refused before anything is built,
 with one line per problem naming the key (and the closest valid key for a typo)."""
 
 from __future__ import annotations
@@ -6,15 +6,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 
-from ftexp.conf_schema import ConfigError, ValidateConfig, config_problems, unknown_override_hints, validate_config
-from ftexp.config import CONFIG_DIR
-
-
-def compose_config(tmp_path: Path, *overrides: str, hydra: bool = False):
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose("config", overrides=[f"paths.output_dir={tmp_path}", *overrides], return_hydra_config=hydra)
+from ftexp.config import (
+    CONFIG_DIR,
+    ConfigError,
+    ValidateConfig,
+    config_problems,
+    unknown_override_hints,
+    validate_config,
+)
+from tests.helpers import compose_config
 
 
 def problems(tmp_path: Path, *overrides: str, hydra: bool = False) -> list[str]:
@@ -121,8 +122,7 @@ def test_slurm_tasks_per_node_must_equal_the_trainer_devices(tmp_path):
 
 # ------------------------------------------------------------------ the Hydra callback (before any directory exists)
 def test_the_hydra_callback_ends_the_process_with_the_problems_before_the_run_dir_exists(tmp_path, capsys):
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=["seed=abc", f"hydra.run.dir={tmp_path / 'run'}"], return_hydra_config=True)
+    cfg = compose_config(None, "seed=abc", f"hydra.run.dir={tmp_path / 'run'}", hydra=True)
     with pytest.raises(SystemExit) as stopped:
         ValidateConfig().on_run_start(config=cfg)
     assert stopped.value.code == 1
@@ -131,8 +131,7 @@ def test_the_hydra_callback_ends_the_process_with_the_problems_before_the_run_di
 
 
 def test_the_hydra_callback_warns_that_the_slurm_launcher_needs_multirun(tmp_path):
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=["hardware=slurm", f"hydra.run.dir={tmp_path}"], return_hydra_config=True)
+    cfg = compose_config(None, "hardware=slurm", f"hydra.run.dir={tmp_path}", hydra=True)
     with pytest.warns(UserWarning, match="multirun mode only"):
         ValidateConfig().on_run_start(config=cfg)
     ValidateConfig().on_multirun_start(config=cfg)

@@ -3,21 +3,17 @@ built on the meta device, without training and without writing anything."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
 import torch
-from hydra import compose, initialize_config_dir
 
-from ftexp.conf_schema import ConfigError
-from ftexp.config import CONFIG_DIR
+from ftexp.config import CONFIG_DIR, ConfigError
 from ftexp.dry_run import build_skeleton, dry_run, plan_phases
 from ftexp.train import run
+from tests.helpers import compose_config, python_m_ftexp
 
 OTHER_MODEL_SCHEDULE = """\
 0:
@@ -29,11 +25,6 @@ OTHER_MODEL_SCHEDULE = """\
 
 SCHEDULE_FILE = str(CONFIG_DIR.parent / "ft_schedules" / "tiny_bert_3phase.yaml")  # what schedule=explicit runs
 REINIT_CLASS = "lr_reinit.reinit_lr_cfg.lr_scheduler_init.class_path"
-
-
-def compose_config(tmp_path: Path, *overrides: str):
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose("config", overrides=[f"paths.output_dir={tmp_path}", *overrides])
 
 
 def plan_of(tmp_path: Path, *overrides: str):
@@ -187,15 +178,7 @@ def test_a_pretrained_model_is_planned_from_its_config_without_loading_weights(t
 @pytest.mark.slow
 def test_python_m_ftexp_dry_run_prints_the_table_and_trains_nothing(tmp_path):
     run_dir = tmp_path / "run"
-    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    done = subprocess.run(
-        [sys.executable, "-m", "ftexp", "schedule=explicit", "dry_run=true", f"hydra.run.dir={run_dir}"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = python_m_ftexp(tmp_path, "schedule=explicit", "dry_run=true", f"hydra.run.dir={run_dir}")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "phase plan of SequenceClassifier" in done.stdout
     assert "new CosineAnnealingLR(T_max=8, eta_min=1e-05)" in done.stdout

@@ -10,26 +10,22 @@ validate).
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from hydra import compose, initialize_config_dir
 from hydra.errors import MissingConfigException
 from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
 from ftexp import FinetuningScheduler, PhaseCheckpoint, PhaseEarlyStopping
-from ftexp.conf_schema import ConfigError, validate_config
-from ftexp.config import CONFIG_DIR
+from ftexp.config import CONFIG_DIR, ConfigError, validate_config
 from ftexp.data import PairClassificationDataModule
 from ftexp.models import SequenceClassifier
 from ftexp.schedule import load_schedule, resolve_schedule
 from ftexp.train import build, run
+from tests.helpers import compose_config, python_m_ftexp
 
 GROUPS = ("model", "data", "schedule", "lr_reinit", "trainer", "logger", "experiment", "strategy", "hardware", "debug")
 # every option of every group: a new option is tested as soon as it exists (the pretrained models, SuperGLUE data
@@ -58,11 +54,6 @@ QUICK = [
     "data.synthetic.n_validation=64",
     "data.synthetic.n_test=64",
 ]
-
-
-def compose_config(tmp_path: Path, *overrides: str):
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose("config", overrides=[f"paths.output_dir={tmp_path}", *overrides])
 
 
 def test_the_config_tree_has_every_group_of_this_slice():
@@ -181,18 +172,6 @@ def test_a_failed_start_in_an_earlier_run_dir_leaves_its_result_file_alone(tmp_p
         run(cfg)
     assert earlier.read_text() == '{"status": "completed"}\n'
     assert sorted(path.name for path in tmp_path.iterdir()) == ["result.json"]
-
-
-def python_m_ftexp(cwd: Path, *overrides: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    return subprocess.run(
-        [sys.executable, "-m", "ftexp", *overrides],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 @pytest.mark.slow

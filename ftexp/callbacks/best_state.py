@@ -8,6 +8,7 @@ The file on disk stays the source of truth: after a resume there is no snapshot 
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,11 +29,14 @@ def clone_to_cpu(obj: Any) -> Any:
 
 @dataclass
 class BestStateSnapshot:
+    """A :class:`~ftexp.callbacks.restore.RestoreSource` held in memory."""
+
     depth: int
     tensors: dict[str, torch.Tensor]
     optimizer_state: dict[str, Any]
     scheduler_states: list[dict[str, Any]]
     stash: dict[str, torch.Tensor] = field(default_factory=dict)
+    kind: str = "memory"
 
     @classmethod
     def capture(
@@ -56,6 +60,12 @@ class BestStateSnapshot:
         for name in names:
             if name not in self.tensors and name not in self.stash:
                 self.stash[name] = clone_to_cpu(module_params[name])
+
+    def load_into(self, module: nn.Module, optimizer: torch.optim.Optimizer, schedulers: list[Any]) -> None:
+        self.load_weights_into(module)
+        self.load_optimizer_state_into(optimizer)
+        for scheduler, state in zip(schedulers, copy.deepcopy(self.scheduler_states), strict=True):
+            scheduler.load_state_dict(state)
 
     def load_weights_into(self, module: nn.Module) -> None:
         state = {**dict(module.named_parameters()), **dict(module.named_buffers())}

@@ -6,6 +6,8 @@ from typing import Any
 
 from pytorch_lightning.callbacks import ModelCheckpoint
 
+from ftexp.schedule import defaults
+
 
 class PhaseCheckpoint(ModelCheckpoint):
     """``ModelCheckpoint`` with the defaults restore-best needs: monitor ``val_loss`` (``min``), keep the best.
@@ -16,5 +18,5 @@ class PhaseCheckpoint(ModelCheckpoint):
     when it saves a new best, so its ``last.ckpt`` is not the latest state.
     """
 
-    def __init__(self, monitor: str = "val_loss", mode: str = "min", **kwargs: Any) -> None:
+    def __init__(self, monitor: str = defaults.MONITOR, mode: str = defaults.MODE, **kwargs: Any) -> None:
         super().__init__(monitor=monitor, mode=mode, **kwargs)

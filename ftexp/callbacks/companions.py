@@ -20,7 +20,7 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_info
 
 from ftexp.callbacks.checkpoint import PhaseCheckpoint
 from ftexp.callbacks.early_stopping import PhaseEarlyStopping
-from ftexp.schedule import ScheduleError
+from ftexp.schedule import ScheduleError, defaults
 
 
 @dataclass
@@ -64,7 +64,10 @@ def connect_companions(
         else:
             early_stopping = PhaseEarlyStopping()
             _add(trainer, early_stopping, pl_module, stage)
-            rank_zero_info("ftexp: added PhaseEarlyStopping(monitor='val_loss', mode='min', patience=3).")
+            rank_zero_info(
+                f"ftexp: added PhaseEarlyStopping(monitor={defaults.MONITOR!r}, mode={defaults.MODE!r}, "
+                f"patience={defaults.PATIENCE})."
+            )
     return Companions(early_stopping, _best_checkpoint(trainer, pl_module, stage, early_stopping, restore_best))
 
 
@@ -98,7 +101,9 @@ def _best_checkpoint(
                 key="restore_best",
                 show_value=False,
             )
-        monitor, mode = (early_stopping.monitor, early_stopping.mode) if early_stopping else ("val_loss", "min")
+        monitor, mode = (
+            (early_stopping.monitor, early_stopping.mode) if early_stopping else (defaults.MONITOR, defaults.MODE)
+        )
         monitoring = [PhaseCheckpoint(monitor=monitor, mode=mode)]
         _add(trainer, monitoring[0], pl_module, stage)
         rank_zero_info(f"ftexp: added PhaseCheckpoint(monitor={monitor!r}, mode={mode!r}) for restore_best.")

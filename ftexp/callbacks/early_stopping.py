@@ -8,6 +8,8 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import EarlyStopping
 from pytorch_lightning.utilities.rank_zero import rank_zero_info
 
+from ftexp.schedule import defaults
+
 try:  # pytorch-lightning >= 2.6 records why EarlyStopping stopped; 2.4 and 2.5 do not
     from pytorch_lightning.callbacks.early_stopping import EarlyStoppingReason
 except ImportError:
@@ -23,7 +25,12 @@ class PhaseEarlyStopping(EarlyStopping):
     """
 
     def __init__(
-        self, monitor: str = "val_loss", min_delta: float = 0.0, patience: int = 3, mode: str = "min", **kwargs: Any
+        self,
+        monitor: str = defaults.MONITOR,
+        min_delta: float = 0.0,
+        patience: int = defaults.PATIENCE,
+        mode: str = defaults.MODE,
+        **kwargs: Any,
     ) -> None:
         super().__init__(monitor=monitor, min_delta=min_delta, patience=patience, mode=mode, **kwargs)
         self.final_phase = True

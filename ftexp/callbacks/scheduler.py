@@ -7,47 +7,34 @@ extend or rebuild LR schedulers, and re-wrap DDP.
 
 from __future__ import annotations
 
-import copy
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import pytorch_lightning as pl
-import torch
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
-from pytorch_lightning.strategies import DDPStrategy, SingleDeviceStrategy
 from pytorch_lightning.utilities.rank_zero import rank_zero_info, rank_zero_warn
-from pytorch_lightning.utilities.types import LRSchedulerConfig
 
+from ftexp.callbacks.arguments import parse_arguments
 from ftexp.callbacks.best_state import BestStateSnapshot
 from ftexp.callbacks.companions import connect_companions
 from ftexp.callbacks.ddp import rewrap_ddp, trainable_names
 from ftexp.callbacks.early_stopping import PhaseEarlyStopping
+from ftexp.callbacks.fit_checks import check_optimizers, check_strategy
 from ftexp.callbacks.freezing import apply_batchnorm_policy, set_trainable
 from ftexp.callbacks.metric_sync import check_monitored_metrics_synced
-from ftexp.callbacks.optim_surgery import (
-    add_phase_groups,
-    build_lr_scheduler,
-    build_optimizer,
-    extend_schedulers,
-    restrict_to,
-    truncate_group_lists,
-)
+from ftexp.callbacks.phase_layout import LatestLRState, PhaseLayout, enforce_phase0
+from ftexp.callbacks.restore import CheckpointFileSource, RestoreSource
+from ftexp.callbacks.schedule_file import resolved_schedule_path, write_resolved_schedule
 from ftexp.schedule import (
-    SUPPORTED_LR_SCHEDULERS,
-    LRSchedulerSpec,
     Schedule,
     ScheduleError,
     check_phase_directives,
-    dump_schedule_yaml,
+    defaults,
     generate_schedule,
-    load_schedule,
-    parse_lr_scheduler_spec,
-    parse_optimizer_spec,
     resolve_schedule,
-    split_no_decay,
 )
+from ftexp.schedule.run_rules import epoch_transition_problems, late_transition_warnings
 
 DEPTH_METRIC = "finetuning_depth"
 
@@ -60,39 +47,6 @@ def resumes_inside_epoch(trainer: pl.Trainer) -> bool:
     # came in 2.5 with the skip itself: 2.4 calls on_train_epoch_start on every resume, so it never resumes inside.
     loop = trainer.fit_loop
     return getattr(loop, "restarted_mid_epoch", False) or getattr(loop, "restarted_on_epoch_end", False)
-
-
-@dataclass
-class _FitStartState:
-    """The optimizer/scheduler layout at phase 0, from which any depth is rebuilt by replaying transitions."""
-
-    optimizer: torch.optim.Optimizer
-    configs: list[LRSchedulerConfig]
-    groups: list[dict[str, Any]]
-    scheduler_states: list[dict[str, Any]]
-
-
-@dataclass
-class _LatestLRState:
-    """The learning-rate state when a transition begins. Restoring the best checkpoint rolls weights and optimizer
-    moments back, but, as in FTS, the LR schedule keeps moving forward: this state is put back on the groups of
-    earlier phases before the new phase adds its own."""
-
-    scheduler_states: list[dict[str, Any]]
-    group_lrs: list[float]
-
-    @classmethod
-    def capture(cls, trainer: pl.Trainer) -> _LatestLRState:
-        return cls(
-            scheduler_states=[copy.deepcopy(c.scheduler.state_dict()) for c in trainer.lr_scheduler_configs],
-            group_lrs=[group["lr"] for group in trainer.optimizers[0].param_groups],
-        )
-
-    def apply(self, trainer: pl.Trainer) -> None:
-        for config, state in zip(trainer.lr_scheduler_configs, self.scheduler_states, strict=False):
-            config.scheduler.load_state_dict(copy.deepcopy(state))
-        for group, lr in zip(trainer.optimizers[0].param_groups, self.group_lrs, strict=False):
-            group["lr"] = lr
 
 
 class FinetuningScheduler(Callback):
@@ -124,7 +78,7 @@ class FinetuningScheduler(Callback):
         self,
         ft_schedule: str | Path | dict | Any | None = None,
         max_depth: int = -1,
-        base_max_lr: float | None = 1e-5,
+        base_max_lr: float | None = defaults.BASE_MAX_LR,
         restore_best: bool = True,
         gen_ft_sched_only: bool = False,
         epoch_transitions_only: bool = False,
@@ -143,45 +97,20 @@ class FinetuningScheduler(Callback):
         strategy_adapter_cfg: dict | None = None,
         custom_strategy_adapter: dict | None = None,
     ) -> None:
-        if strategy_adapter_cfg or custom_strategy_adapter:
-            raise ScheduleError(
-                "FTS strategy adapters (FSDP, custom strategies) are not supported by ftexp; it runs on single "
-                "devices, ddp and ddp_spawn",
-                key="strategy_adapter_cfg" if strategy_adapter_cfg else "custom_strategy_adapter",
-                show_value=False,
-            )
-        if logging_level is not None:
-            rank_zero_warn(
-                "ftexp: logging_level is accepted for FTS compatibility but ignored: ftexp never changes logger "
-                "levels; configure the 'pytorch_lightning' logger yourself."
-            )
-        if ft_schedule is not None and (reinit_lr_cfg or reinit_optim_cfg):
-            key = "reinit_lr_cfg" if reinit_lr_cfg else "reinit_optim_cfg"
-            raise ScheduleError(
-                "applies to implicit schedules only; with an explicit ft_schedule put new_lr_scheduler / "
-                "new_optimizer in the phases that need them",
-                key=key,
-                show_value=False,
-            )
-        if restore_best_from not in ("memory", "disk"):
-            raise ScheduleError("must be 'memory' or 'disk'", key="restore_best_from", value=restore_best_from)
-        if implicit_mode not in ("blocks", "naive"):
-            raise ScheduleError("must be 'blocks' or 'naive'", key="implicit_mode", value=implicit_mode)
-        self.user_schedule = load_schedule(ft_schedule) if ft_schedule is not None else None
-        self.reinit_lr = (
-            parse_lr_scheduler_spec(reinit_lr_cfg, "reinit_lr_cfg", None, "reinit_lr_cfg") if reinit_lr_cfg else None
+        parsed = parse_arguments(
+            ft_schedule,
+            reinit_lr_cfg=reinit_lr_cfg,
+            reinit_optim_cfg=reinit_optim_cfg,
+            restore_best_from=restore_best_from,
+            implicit_mode=implicit_mode,
+            logging_level=logging_level,
+            strategy_adapter_cfg=strategy_adapter_cfg,
+            custom_strategy_adapter=custom_strategy_adapter,
         )
-        if self.reinit_lr is not None and self.reinit_lr.init_pg_lrs is not None:
-            raise ScheduleError(
-                "init_pg_lrs cannot be used in implicit mode: the same config is applied at every transition, "
-                "while the number of parameter groups grows",
-                key="reinit_lr_cfg.init_pg_lrs",
-                show_value=False,
-            )
-        self.reinit_optim = (
-            parse_optimizer_spec(reinit_optim_cfg, "reinit_optim_cfg", None, "reinit_optim_cfg")
-            if reinit_optim_cfg
-            else None
+        self.user_schedule, self.reinit_lr, self.reinit_optim = (
+            parsed.user_schedule,
+            parsed.reinit_lr,
+            parsed.reinit_optim,
         )
         self.max_depth = max_depth
         self.base_max_lr = base_max_lr
@@ -207,15 +136,12 @@ class FinetuningScheduler(Callback):
         self._resumed_transitions: list[dict[str, Any]] = []
         self._es: PhaseEarlyStopping | None = None
         self._ckpt: ModelCheckpoint | None = None
-        self._fit_start: _FitStartState | None = None
+        self._layout: PhaseLayout | None = None
         self._snapshot: BestStateSnapshot | None = None
-        self._snapshot_due = False
+        self.best_snapshots: list[dict[str, Any]] = []  # one record per in-memory copy taken (memory restores)
         self._best_key: tuple[str, float] | None = None
         self._best_path_override: str | None = None
         self._ddp_trainable: frozenset[str] | None = None
-        self._phase0_lr = 0.0
-        self._phase0_groups = 1
-        self._warned_lambdas = False
 
     # ------------------------------------------------------------------ public state
     @property
@@ -228,8 +154,7 @@ class FinetuningScheduler(Callback):
         """The last phase this run will reach (``max_depth`` applied)."""
         if self.schedule is None:
             raise RuntimeError("the schedule is built in setup(); call trainer.fit first")
-        last = self.schedule.max_depth
-        return last if self.max_depth < 0 else min(self.max_depth, last)
+        return self.schedule.final_depth(self.max_depth)
 
     @property
     def depth_remaining(self) -> int:
@@ -239,7 +164,7 @@ class FinetuningScheduler(Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
-        self._check_strategy(trainer)
+        check_strategy(trainer, self.allow_untested)
         self.schedule = self._build_schedule(pl_module)
         self._check_transition_rules(trainer)
         companions = connect_companions(
@@ -258,16 +183,6 @@ class FinetuningScheduler(Callback):
         set_trainable(pl_module, self.schedule.params_through(0))
         apply_batchnorm_policy(pl_module, self.frozen_bn_track_running_stats)
 
-    def _check_strategy(self, trainer: pl.Trainer) -> None:
-        if isinstance(trainer.strategy, SingleDeviceStrategy | DDPStrategy) or self.allow_untested:
-            return
-        raise ScheduleError(
-            f"strategy {type(trainer.strategy).__name__} is not supported (supported: single device, ddp, ddp_spawn); "
-            "pass allow_untested=True to try it",
-            key="strategy",
-            show_value=False,
-        )
-
     def _build_schedule(self, pl_module: pl.LightningModule) -> Schedule:
         names = [name for name, _ in pl_module.named_parameters()]
         if self.user_schedule is not None:
@@ -283,21 +198,10 @@ class FinetuningScheduler(Callback):
     def _check_transition_rules(self, trainer: pl.Trainer) -> None:
         assert self.schedule is not None
         self._extend_max_epochs_to_final_phase(trainer)
-        for phase in self.schedule.phases[: self.final_depth]:
-            if self.epoch_transitions_only and phase.max_transition_epoch < 0:
-                raise ScheduleError(
-                    "epoch_transitions_only=True needs a max_transition_epoch >= 0 in every phase before the last",
-                    source=self.schedule.source,
-                    phase=phase.index,
-                    key="max_transition_epoch",
-                    show_value=False,
-                )
-            max_epochs = trainer.max_epochs
-            if max_epochs is not None and max_epochs >= 0 and phase.max_transition_epoch >= max_epochs:
-                rank_zero_warn(
-                    f"ftexp: phase {phase.index} max_transition_epoch={phase.max_transition_epoch} is not below "
-                    f"max_epochs={max_epochs}; later phases may never run."
-                )
+        for problem in epoch_transition_problems(self.schedule, self.final_depth, self.epoch_transitions_only):
+            raise problem
+        for warning in late_transition_warnings(self.schedule, self.final_depth, trainer.max_epochs):
+            rank_zero_warn(f"ftexp: {warning}.")
 
     def _extend_max_epochs_to_final_phase(self, trainer: pl.Trainer) -> None:
         """A final phase with a ``max_transition_epoch`` says how long the run lasts (see Schedule.run_max_epochs)."""
@@ -315,44 +219,38 @@ class FinetuningScheduler(Callback):
         if self.gen_ft_sched_only:
             return
         assert self.schedule is not None
-        if len(trainer.optimizers) != 1:
-            raise ScheduleError(
-                f"scheduled fine-tuning needs exactly one optimizer, configure_optimizers() gave "
-                f"{len(trainer.optimizers)}",
-                key="configure_optimizers",
-                show_value=False,
-            )
+        check_optimizers(trainer, self.allow_untested)
         optimizer = trainer.optimizers[0]
-        for config in trainer.lr_scheduler_configs:
-            if not self.allow_untested and not isinstance(config.scheduler, SUPPORTED_LR_SCHEDULERS):
-                raise ScheduleError(
-                    f"LR scheduler {type(config.scheduler).__name__} from configure_optimizers() is not supported; "
-                    "pass allow_untested=True to try it",
-                    key="configure_optimizers",
-                    show_value=False,
-                )
-        self._enforce_phase0(optimizer, trainer.lr_scheduler_configs, pl_module)
-        self._phase0_lr = optimizer.param_groups[0]["lr"]
-        self._phase0_groups = len(optimizer.param_groups)
+        enforce_phase0(
+            self.schedule,
+            optimizer,
+            trainer.lr_scheduler_configs,
+            pl_module,
+            allowed_to_fix=self.enforce_phase0_params,
+            apply_lambdas_new_pgs=self.apply_lambdas_new_pgs,
+        )
         no_decay = getattr(pl_module, "no_decay", None)
         check_phase_directives(
-            self.schedule.__class__(self.schedule.phases[: self.final_depth + 1], self.schedule.source),
+            self.schedule.truncated(self.final_depth),
             len(optimizer.param_groups),
             no_decay,
             reinit_lr=self.reinit_lr,
             reinit_optim=self.reinit_optim,
             allow_untested=self.allow_untested,
         )
-        self._fit_start = _FitStartState(
-            optimizer=optimizer,
-            configs=list(trainer.lr_scheduler_configs),
-            groups=[{**group, "params": list(group["params"])} for group in optimizer.param_groups],
-            scheduler_states=[copy.deepcopy(c.scheduler.state_dict()) for c in trainer.lr_scheduler_configs],
+        self._layout = PhaseLayout(
+            self.schedule,
+            trainer,
+            reinit_lr=self.reinit_lr,
+            reinit_optim=self.reinit_optim,
+            base_max_lr=self.base_max_lr,
+            apply_lambdas_new_pgs=self.apply_lambdas_new_pgs,
+            frozen_bn_track_running_stats=self.frozen_bn_track_running_stats,
         )
         if self._resumed_depth is not None:
             self.transitions = self._resumed_transitions
         if self._resumed_depth:
-            self._replay(trainer, pl_module, 1, self._resumed_depth)
+            self._layout.replay(trainer, pl_module, 1, self._resumed_depth)
             self._depth = self._resumed_depth
             rank_zero_info(f"ftexp: resuming at phase {self._depth} of {self.final_depth}.")
         self._ddp_trainable = trainable_names(pl_module)
@@ -364,36 +262,9 @@ class FinetuningScheduler(Callback):
                 self._es.final_phase = self._depth == self.final_depth
         self._write_schedule(trainer, pl_module)
 
-    def _enforce_phase0(self, optimizer: torch.optim.Optimizer, configs: list, pl_module: pl.LightningModule) -> None:
-        assert self.schedule is not None
-        params = dict(pl_module.named_parameters())
-        phase0 = self.schedule.params_through(0)
-        allowed = {id(params[n]) for n in phase0}
-        present = {id(p) for group in optimizer.param_groups for p in group["params"]}
-        if present == allowed:
-            return
-        missing = [n for n in phase0 if id(params[n]) not in present]
-        if not self.enforce_phase0_params:
-            raise ScheduleError(
-                f"the optimizer from configure_optimizers() does not hold exactly the phase-0 parameters "
-                f"({len(missing)} missing, {len(present - allowed)} extra); set enforce_phase0_params=True to let "
-                "ftexp fix it",
-                key="enforce_phase0_params",
-                show_value=False,
-            )
-        removed = restrict_to(optimizer, configs, allowed)
-        if missing:
-            groups = add_phase_groups(
-                optimizer, params, missing, optimizer.param_groups[0]["lr"], getattr(pl_module, "no_decay", None)
-            )
-            extend_schedulers(configs, groups, self.apply_lambdas_new_pgs)
-        rank_zero_info(
-            f"ftexp: optimizer set to the phase-0 parameters ({removed} frozen removed, {len(missing)} added)."
-        )
-
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._best_key = self._current_best_key()
-        if self.schedule is not None and self._fit_start is not None and resumes_inside_epoch(trainer):
+        if self.schedule is not None and self._layout is not None and resumes_inside_epoch(trainer):
             # Lightning skips on_train_epoch_start for the epoch it resumes in; that epoch's transition, if any,
             # happened before the checkpoint, but its per-epoch setup did not
             self._prepare_epoch(pl_module)
@@ -412,7 +283,7 @@ class FinetuningScheduler(Callback):
 
     # ------------------------------------------------------------------ the phase loop
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.schedule is None or self._fit_start is None:
+        if self.schedule is None or self._layout is None:
             return
         if self._should_transition(trainer):
             self._transition(trainer, pl_module, self._depth + 1)
@@ -435,81 +306,17 @@ class FinetuningScheduler(Callback):
     def _transition(self, trainer: pl.Trainer, pl_module: pl.LightningModule, new_depth: int) -> None:
         started = time.perf_counter()
         trainable_before = trainable_names(pl_module)
-        first = self._depth + 1
-        restored_from = None
-        latest_lrs = _LatestLRState.capture(trainer)
-        if self.restore_best:
-            restored = self._restore_best(trainer, pl_module)
-            if restored is not None:
-                first, restored_from = restored + 1, restored
-        self._replay(trainer, pl_module, first, new_depth, latest_lrs)
+        latest_lrs = LatestLRState.capture(trainer)
+        source = self._restore_best(trainer, pl_module) if self.restore_best else None
+        restored = {"source": source.kind, "depth": source.depth, "bytes": source.nbytes} if source else None
+        first = source.depth + 1 if source else self._depth + 1
+        self._layout.replay(trainer, pl_module, first, new_depth, latest_lrs=latest_lrs, snapshot=self._snapshot)
         self._depth = new_depth
         self._sync_ddp(trainer, pl_module)
         if self._es is not None:
             self._es.start_phase(final=new_depth == self.final_depth)
         seconds = time.perf_counter() - started
-        self._report_transition(trainer, pl_module, trainable_before, restored_from, seconds)
-
-    def _replay(
-        self,
-        trainer: pl.Trainer,
-        pl_module: pl.LightningModule,
-        first: int,
-        last: int,
-        latest_lrs: _LatestLRState | None = None,
-    ) -> None:
-        """Apply phases ``first..last`` to the model and optimizer: thaw, grow groups, rebuild/extend schedulers.
-        ``latest_lrs`` (the LR state when a transition began) is put back before the last phase adds its groups."""
-        assert self.schedule is not None
-        params = dict(pl_module.named_parameters())
-        no_decay = getattr(pl_module, "no_decay", None)
-        for depth in range(first, last + 1):
-            phase = self.schedule[depth]
-            if self._snapshot is not None:
-                self._snapshot.stash_before_thaw(params, list(phase.params))
-            for name in phase.params:
-                params[name].requires_grad_(True)
-            optim_spec = self.reinit_optim or phase.new_optimizer
-            if optim_spec is not None:
-                exempt = split_no_decay(list(params), no_decay)[1] if no_decay else []
-                earlier = [
-                    spec.init_pg_lrs for spec in map(self._lr_spec_of, range(1, depth)) if spec and spec.init_pg_lrs
-                ]
-                new_optimizer = build_optimizer(
-                    optim_spec, trainer.optimizers[0], self._phase0_groups, {id(params[n]) for n in exempt}, earlier
-                )
-                trainer.strategy.optimizers = [new_optimizer]
-                for config in trainer.lr_scheduler_configs:  # as in FTS: the running schedulers drive the new one
-                    config.scheduler.optimizer = new_optimizer
-            if depth == last and latest_lrs is not None:
-                latest_lrs.apply(trainer)
-            optimizer = trainer.optimizers[0]
-            lr = phase.lr if phase.lr is not None else self._default_lr()
-            groups = add_phase_groups(optimizer, params, phase.params, lr, no_decay)
-            lr_spec = self._lr_spec_of(depth)
-            if lr_spec is not None:
-                trainer.strategy.lr_scheduler_configs = [build_lr_scheduler(lr_spec, optimizer)]
-            else:
-                self._warn_lambdas_once(trainer)
-                extend_schedulers(trainer.lr_scheduler_configs, groups, self.apply_lambdas_new_pgs)
-        apply_batchnorm_policy(pl_module, self.frozen_bn_track_running_stats)
-
-    def _lr_spec_of(self, depth: int) -> LRSchedulerSpec | None:
-        """The LR scheduler a transition to ``depth`` builds (implicit mode's ``reinit_lr_cfg`` or the phase's)."""
-        assert self.schedule is not None
-        return self.reinit_lr or self.schedule[depth].new_lr_scheduler
-
-    def _default_lr(self) -> float:
-        return self.base_max_lr if self.base_max_lr is not None else self._phase0_lr
-
-    def _warn_lambdas_once(self, trainer: pl.Trainer) -> None:
-        uses_lambdas = any(hasattr(c.scheduler, "lr_lambdas") for c in trainer.lr_scheduler_configs)
-        if uses_lambdas and not self.apply_lambdas_new_pgs and not self._warned_lambdas:
-            self._warned_lambdas = True
-            rank_zero_warn(
-                "ftexp: new parameter groups start at their phase lr under the lambda scheduler and follow its last "
-                "lambda from the next step; set apply_lambdas_new_pgs=True to scale their first lr by it too."
-            )
+        self._report_transition(trainer, pl_module, trainable_before, restored, seconds)
 
     def _sync_ddp(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         now = trainable_names(pl_module)
@@ -521,7 +328,7 @@ class FinetuningScheduler(Callback):
         trainer: pl.Trainer,
         pl_module: pl.LightningModule,
         trainable_before: frozenset[str],
-        restored_from: int | None,
+        restored: dict[str, Any] | None,
         seconds: float,
     ) -> None:
         params = dict(pl_module.named_parameters())
@@ -533,58 +340,37 @@ class FinetuningScheduler(Callback):
             "new_params": len(newly),
             "new_weights": sum(params[n].numel() for n in newly),
             "lrs": lrs,
-            "restored_from_depth": restored_from,
+            "restored_from_depth": restored["depth"] if restored else None,
+            "restore": restored,
             "seconds": seconds,
         }
         self.transitions.append(record)
-        restored = f", restored best of phase {restored_from}" if restored_from is not None else ""
+        restored_text = f", restored best of phase {restored['depth']} from {restored['source']}" if restored else ""
         rank_zero_info(
             f"ftexp: epoch {trainer.current_epoch}: phase {self._depth}/{self.final_depth} thawed {len(newly)} "
-            f"tensors ({record['new_weights']:,} weights){restored}; lrs {[f'{lr:.3g}' for lr in lrs]} "
+            f"tensors ({record['new_weights']:,} weights){restored_text}; lrs {[f'{lr:.3g}' for lr in lrs]} "
             f"({seconds * 1e3:.1f} ms)"
         )
 
     # ------------------------------------------------------------------ restore best
-    def _restore_best(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> int | None:
-        """Roll model, optimizer and schedulers back to the best checkpoint; returns its depth (None: no best)."""
+    def _restore_best(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> RestoreSource | None:
+        """Roll model, optimizer and schedulers back to the best checkpoint; returns where the state came from
+        (None: no best yet)."""
         trainer.strategy.barrier("ftexp_restore_best")
-        use_memory = self.restore_best_from == "memory" and self._snapshot is not None
-        if use_memory:
-            assert self._snapshot is not None
-            best_depth, source = self._snapshot.depth, self._snapshot
-        else:
-            path = self._best_path()
-            if not path:
-                rank_zero_info("ftexp: no checkpoint saved yet, nothing to restore.")
-                return None
-            checkpoint = trainer.strategy.load_checkpoint(path)
-            best_depth = checkpoint["callbacks"][self.state_key]["curr_depth"]
-        self._reset_to_fit_start(trainer)
-        self._replay(trainer, pl_module, 1, best_depth)
-        optimizer = trainer.optimizers[0]
-        schedulers = [c.scheduler for c in trainer.lr_scheduler_configs]
-        if use_memory:
-            source.load_weights_into(pl_module)
-            source.load_optimizer_state_into(optimizer)
-            states = copy.deepcopy(source.scheduler_states)
-        else:
-            pl_module.load_state_dict(checkpoint["state_dict"])
-            optimizer.load_state_dict(checkpoint["optimizer_states"][0])
-            states = checkpoint.get("lr_schedulers", [])
-        for scheduler, state in zip(schedulers, states, strict=True):
-            scheduler.load_state_dict(state)
-        return best_depth
+        source = self._restore_source(trainer)
+        if source is None:
+            rank_zero_info("ftexp: no checkpoint saved yet, nothing to restore.")
+            return None
+        self._layout.reset_to_fit_start(trainer)
+        self._layout.replay(trainer, pl_module, 1, source.depth, snapshot=self._snapshot)
+        source.load_into(pl_module, trainer.optimizers[0], [c.scheduler for c in trainer.lr_scheduler_configs])
+        return source
 
-    def _reset_to_fit_start(self, trainer: pl.Trainer) -> None:
-        start = self._fit_start
-        assert start is not None
-        if trainer.optimizers[0] is not start.optimizer:
-            trainer.strategy.optimizers = [start.optimizer]
-        start.optimizer.param_groups[:] = [{**g, "params": list(g["params"])} for g in start.groups]
-        trainer.strategy.lr_scheduler_configs = list(start.configs)
-        for config, state in zip(start.configs, start.scheduler_states, strict=True):
-            config.scheduler.load_state_dict(copy.deepcopy(state))
-            truncate_group_lists(config.scheduler, len(start.groups))
+    def _restore_source(self, trainer: pl.Trainer) -> RestoreSource | None:
+        if self.restore_best_from == "memory" and self._snapshot is not None:
+            return self._snapshot
+        path = self._best_path()
+        return CheckpointFileSource.read(trainer.strategy, path, self.state_key) if path else None
 
     def _best_path(self) -> str:
         if self._best_path_override:
@@ -604,22 +390,32 @@ class FinetuningScheduler(Callback):
 
     # ------------------------------------------------------------------ checkpoint state
     def state_dict(self) -> dict[str, Any]:
-        key = self._current_best_key()
-        if key is not None and key != self._best_key:
-            # the checkpoint being written is a new best (ModelCheckpoint updates best_* before saving)
-            self._best_key = key
-            self._best_depth = self._depth
-            self._best_path_override = None
-            self._snapshot_due = self.restore_best and self.restore_best_from == "memory"
         return {"curr_depth": self._depth, "best_depth": self._best_depth, "transitions": self.transitions}
 
     def on_save_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
-        if self._snapshot_due:
-            self._snapshot_due = False
+        """A checkpoint is being written: when it is a new best (the monitoring ModelCheckpoint updated its best
+        before saving), note the phase it belongs to, in this checkpoint too, and take the in-memory copy."""
+        key = self._current_best_key()
+        if key is None or key == self._best_key:
+            return
+        self._best_key, self._best_depth, self._best_path_override = key, self._depth, None
+        own_state = checkpoint.get("callbacks", {}).get(self.state_key)
+        if own_state is not None:
+            own_state["best_depth"] = self._best_depth
+        if self.restore_best and self.restore_best_from == "memory":
+            started = time.perf_counter()
             self._snapshot = BestStateSnapshot.capture(
                 pl_module, self._depth, trainer.optimizers[0], [c.scheduler for c in trainer.lr_scheduler_configs]
+            )
+            self.best_snapshots.append(
+                {
+                    "epoch": trainer.current_epoch,
+                    "depth": self._depth,
+                    "bytes": self._snapshot.nbytes,
+                    "seconds": time.perf_counter() - started,
+                }
             )
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -631,16 +427,8 @@ class FinetuningScheduler(Callback):
     # ------------------------------------------------------------------ schedule file
     def _write_schedule(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         assert self.schedule is not None
-        log_dir = Path(self.log_dir or trainer.log_dir or trainer.default_root_dir)
-        path = log_dir / f"{type(pl_module).__name__}_ft_schedule.yaml"
-        source = Path(self.schedule.source)
-        if source.is_file() and path.resolve() == source.resolve():
-            path = path.with_name(path.stem + "_resolved.yaml")  # never overwrite the user's own schedule
-        self.schedule_path = path
-        if not trainer.is_global_zero:
-            return
-        resolved = self.schedule.to_dict()
-        for depth, phase in resolved.items():
-            if depth > 0 and "lr" not in phase:
-                phase["lr"] = self._default_lr()
-        dump_schedule_yaml(resolved, path)
+        log_dir = self.log_dir or trainer.log_dir or trainer.default_root_dir
+        self.schedule_path = resolved_schedule_path(self.schedule, log_dir, type(pl_module).__name__)
+        if trainer.is_global_zero:
+            default_lr = self._layout.default_lr if self._layout is not None else self.base_max_lr
+            write_resolved_schedule(self.schedule, self.schedule_path, default_lr)

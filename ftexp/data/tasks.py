@@ -28,8 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ftexp.data import synthetic, transfer
 from ftexp.data.generated import GeneratedSplits
+from ftexp.data.synthetic import LABEL_NAMES as SYNTHETIC_LABELS
+from ftexp.data.synthetic import SyntheticPairs
+from ftexp.data.transfer import LABEL_NAMES as TRANSFER_LABELS
+from ftexp.data.transfer import HeldOutSentiment
 from ftexp.hub import HubUnavailableError, require_hub, unavailable_message
 
 log = logging.getLogger(__name__)
@@ -66,14 +69,14 @@ TASKS: dict[str, PairTask] = {
     "synthetic": PairTask(
         ("premise", "hypothesis"),
         "label",
-        synthetic.LABEL_NAMES,
-        generator=synthetic.SyntheticPairs,
+        SYNTHETIC_LABELS,
+        generator=SyntheticPairs,
     ),
     "transfer": PairTask(
         ("sentence",),
         "label",
-        transfer.LABEL_NAMES,
-        generator=transfer.HeldOutSentiment,
+        TRANSFER_LABELS,
+        generator=HeldOutSentiment,
     ),
     "rte": PairTask(("premise", "hypothesis"), "label", ("entailment", "not_entailment"), "aps/super_glue", "rte"),
     "boolq": PairTask(("question", "passage"), "label", ("False", "True"), "aps/super_glue", "boolq"),

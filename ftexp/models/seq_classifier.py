@@ -13,6 +13,7 @@ from torchmetrics import MeanMetric
 from transformers import AutoConfig, AutoModelForSequenceClassification, PreTrainedModel
 
 from ftexp.hub import HubUnavailableError, require_hub, resolve_pretrained, unavailable_message
+from ftexp.schedule import split_no_decay
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 LRSchedulerFactory = Callable[[torch.optim.Optimizer], Any]
@@ -106,14 +107,15 @@ class SequenceClassifier(pl.LightningModule):
     def configure_optimizers(self) -> Any:
         """AdamW (or the configured factory) over the *trainable* parameters only, in two groups: with weight
         decay, and without it for names containing a ``no_decay`` fragment."""
-        trainable = [(name, p) for name, p in self.named_parameters() if p.requires_grad]
+        params = dict(self.named_parameters())
+        trainable = [name for name, p in params.items() if p.requires_grad]
         if not trainable:
             raise RuntimeError("configure_optimizers: no parameter of the model is trainable")
-        exempt = [p for name, p in trainable if any(fragment in name for fragment in self.no_decay)]
-        decay = [p for name, p in trainable if not any(fragment in name for fragment in self.no_decay)]
-        groups = [{"params": decay}] if decay else []
+        # the scheduler splits every later phase by the same rule (ftexp.schedule.split_no_decay)
+        decay, exempt = split_no_decay(trainable, self.no_decay) if self.no_decay else (trainable, [])
+        groups = [{"params": [params[n] for n in decay]}] if decay else []
         if exempt:
-            groups.append({"params": exempt, "weight_decay": 0.0})
+            groups.append({"params": [params[n] for n in exempt], "weight_decay": 0.0})
         optimizer = self.optimizer_factory(groups)
         if self.lr_scheduler_factory is None:
             return optimizer

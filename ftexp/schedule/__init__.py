@@ -1,7 +1,7 @@
 """Pure schedule logic: data model, YAML I/O, parsing and resolution, directive checks, implicit generators,
 presets."""
 
-from ftexp.schedule import presets
+from ftexp.schedule import defaults, presets
 from ftexp.schedule.errors import ScheduleError
 from ftexp.schedule.implicit import generate_schedule
 from ftexp.schedule.model import ClassSpec, LRSchedulerSpec, OptimizerSpec, Phase, Schedule
@@ -29,6 +29,7 @@ __all__ = [
     "Schedule",
     "ScheduleError",
     "check_phase_directives",
+    "defaults",
     "dump_schedule_yaml",
     "generate_schedule",
     "group_counts",

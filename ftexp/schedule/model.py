@@ -6,7 +6,7 @@ Parsing and validation live in :mod:`ftexp.schedule.parse`; nothing here touches
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 
@@ -85,6 +85,9 @@ class Schedule:
 
     phases: tuple[Phase, ...]
     source: str = "<dict>"
+    # True once resolve_schedule turned every entry into exact parameter names of one model: a run resolves its
+    # schedule once and hands this object on, nobody parses or resolves it again
+    resolved: bool = False
 
     def __len__(self) -> int:
         return len(self.phases)
@@ -95,6 +98,18 @@ class Schedule:
     @property
     def max_depth(self) -> int:
         return len(self.phases) - 1
+
+    def final_depth(self, max_depth: int = -1) -> int:
+        """The last phase a run reaches: the schedule's last, or ``max_depth`` when that is set and smaller."""
+        return self.max_depth if max_depth < 0 else min(max_depth, self.max_depth)
+
+    def truncated(self, depth: int) -> Schedule:
+        """The phases ``0..depth`` only: what a run stopping at ``depth`` uses (and what its checks cover)."""
+        return replace(self, phases=self.phases[: depth + 1])
+
+    def with_phases(self, phases: tuple[Phase, ...]) -> Schedule:
+        """The same schedule (source, resolution) with other phase settings."""
+        return replace(self, phases=phases)
 
     def run_max_epochs(self, max_epochs: int | None) -> int | None:
         """The ``max_epochs`` a run trains for, by FTS's rule: when the schedule's last phase has a

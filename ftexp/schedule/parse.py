@@ -7,6 +7,7 @@ the key and the value.
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -35,10 +36,24 @@ def to_plain_container(obj: Any) -> Any:
 
 
 def load_schedule(ft_schedule: str | Path | Mapping | Any) -> Schedule:
-    """Parse a schedule from a YAML path, a mapping or an OmegaConf ``DictConfig`` (names not yet resolved)."""
+    """Parse a schedule from a YAML path, a mapping or an OmegaConf ``DictConfig`` (names not yet resolved); a
+    :class:`Schedule` is taken as it is (a run hands its callback the schedule it already resolved)."""
+    if isinstance(ft_schedule, Schedule):
+        return ft_schedule
     if isinstance(ft_schedule, str | Path):
-        return parse_schedule(load_schedule_yaml(ft_schedule), source=str(ft_schedule))
+        path = Path(ft_schedule)
+        if not path.is_file():
+            return parse_schedule(load_schedule_yaml(ft_schedule), source=str(ft_schedule))  # raises, naming it
+        stat = path.stat()
+        return _parsed_file(str(ft_schedule), path.resolve(), stat.st_mtime_ns, stat.st_size)
     return parse_schedule(to_plain_container(ft_schedule), source="<dict>")
+
+
+@functools.lru_cache(maxsize=32)
+def _parsed_file(source: str, resolved: Path, mtime_ns: int, size: int) -> Schedule:
+    """A schedule file is parsed once per process while it is unchanged (Schedule is immutable, so the start-up
+    config check and the run share one object); an edited file has another mtime or size and is parsed again."""
+    return parse_schedule(load_schedule_yaml(source), source=source)
 
 
 def parse_schedule(raw: Any, source: str = "<dict>") -> Schedule:
@@ -240,6 +255,17 @@ def resolve_schedule(schedule: Schedule, param_names: Sequence[str]) -> tuple[Sc
     phase thaws.
     """
     known = set(param_names)
+    if schedule.resolved:  # already exact names (a run resolves once and hands the schedule on): only check them
+        scheduled = schedule.params_through(schedule.max_depth)
+        unknown = [name for name in scheduled if name not in known]
+        if unknown:
+            raise ScheduleError(
+                f"was resolved for another model: {len(unknown)} of its parameters are not in this one",
+                source=schedule.source,
+                key="params",
+                value=unknown[:3],
+            )
+        return schedule, [name for name in param_names if name not in set(scheduled)]
     owner: dict[str, int] = {}
     phases = []
     for phase in schedule.phases:
@@ -260,7 +286,7 @@ def resolve_schedule(schedule: Schedule, param_names: Sequence[str]) -> tuple[Sc
                     resolved.append(name)
         phases.append(Phase(**{**phase.__dict__, "params": tuple(resolved)}))
     never_thawed = [name for name in param_names if name not in owner]
-    return Schedule(tuple(phases), source=schedule.source), never_thawed
+    return Schedule(tuple(phases), source=schedule.source, resolved=True), never_thawed
 
 
 def _expand_entry(entry: str, param_names: Sequence[str], known: set[str], source: str, phase: int) -> list[str]:

@@ -1,13 +1,15 @@
 """Summarize a sweep directory (``python -m ftexp -m ...``) into a results table and plots.
 
 ``python -m ftexp.summarize <sweep_dir>`` or, after every job of a sweep, the Hydra callback
-:class:`SummarizeSweep`. The pieces, one job each: :mod:`~ftexp.sweeps.runs` finds and loads the jobs,
-:mod:`~ftexp.sweeps.scenarios` groups them, :mod:`~ftexp.sweeps.table` aggregates, :mod:`~ftexp.sweeps.curves` reads
-the per-epoch curves, :mod:`~ftexp.sweeps.plots` draws them, :mod:`~ftexp.sweeps.report` writes the files (each whole,
-through :mod:`~ftexp.sweeps.files`).
+:class:`~ftexp.sweeps.callback.SummarizeSweep`. The pieces, one job each: :mod:`~ftexp.sweeps.runs` finds and loads
+the jobs, :mod:`~ftexp.sweeps.scenarios` groups them, :mod:`~ftexp.sweeps.table` aggregates,
+:mod:`~ftexp.sweeps.curves` reads the per-epoch curves, :mod:`~ftexp.sweeps.plots` draws them,
+:mod:`~ftexp.sweeps.report` writes the files (each whole, through :mod:`ftexp.files`).
+
+Reading a sweep dir never imports Hydra: the callback is Hydra's side, so this package does not import it (Hydra
+finds it by its full path, ``ftexp.sweeps.callback.SummarizeSweep``).
 """
 
-from ftexp.sweeps.callback import SummarizeSweep
 from ftexp.sweeps.curves import Curves, job_curves, load_curves, phase_starts
 from ftexp.sweeps.report import Summary, Sweep, load_sweep, markdown_summary, summarize_sweep, write_plots, write_tables
 from ftexp.sweeps.runs import RUNNING_OR_MISSING, Job, find_latest_sweep, load_jobs
@@ -20,7 +22,6 @@ __all__ = [
     "Job",
     "Scenario",
     "ScenarioSet",
-    "SummarizeSweep",
     "Summary",
     "Sweep",
     "find_latest_sweep",

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ftexp.record import EpochRow
 from ftexp.sweeps.runs import Job
 
 Points = list[tuple[int, float]]  # (epoch, value), sorted by epoch
@@ -70,15 +71,15 @@ def read_tensorboard(directories: Iterable[Path]) -> dict[str, Points]:
     return scalars
 
 
-def history_curves(history: list[dict]) -> dict[str, Points]:
+def history_curves(history: list[EpochRow]) -> dict[str, Points]:
     """``result.json``'s per-epoch ``history`` rows as curves."""
     scalars: dict[str, dict[int, float]] = {}
     for row in history:
-        if not isinstance(row.get("epoch"), int):
+        if not isinstance(row.epoch, int):
             continue
-        for tag, value in row.items():
-            if tag != "epoch" and isinstance(value, int | float):
-                scalars.setdefault(tag, {})[row["epoch"]] = float(value)
+        for tag, value in row.metrics.items():
+            if isinstance(value, int | float):
+                scalars.setdefault(tag, {})[row.epoch] = float(value)
     return {tag: sorted(points.items()) for tag, points in scalars.items()}
 
 
@@ -89,7 +90,7 @@ def job_curves(job: Job) -> Curves:
         scalars = read_tensorboard(directories)
         if scalars:
             return Curves(scalars, "tensorboard")
-    history = (job.result or {}).get("history")
+    history = job.result.history if job.result is not None else None
     if history:
         return Curves(history_curves(history), "result.json")
     return Curves()
@@ -103,8 +104,8 @@ def load_curves(jobs: Iterable[Job]) -> dict[Path, Curves]:
 def phase_starts(job: Job, curves: Curves | None = None) -> list[int]:
     """Epochs at which a later phase began: ``result.json``'s transitions, plus the epochs where the logged
     ``finetuning_depth`` rises (which also covers attempts before a resume, and jobs still running)."""
-    result = job.result or {}
-    starts = {t["epoch"] for t in result.get("transitions") or [] if isinstance(t.get("epoch"), int)}
+    transitions = (job.result.transitions if job.result is not None else None) or []
+    starts = {t.epoch for t in transitions if isinstance(t.epoch, int)}
     depth = (curves.scalars if curves else {}).get("finetuning_depth", [])
     starts |= {epoch for (_, before), (epoch, after) in itertools.pairwise(depth) if after > before}
     return sorted(starts)

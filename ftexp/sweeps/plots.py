@@ -17,8 +17,8 @@ from pathlib import Path
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from ftexp.files import atomic_write
 from ftexp.sweeps.curves import Curves, Points, phase_starts
-from ftexp.sweeps.files import atomic_write
 from ftexp.sweeps.runs import Job
 from ftexp.sweeps.scenarios import ScenarioSet
 

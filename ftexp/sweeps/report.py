@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ftexp.sweeps.files import atomic_write
+from ftexp.files import atomic_write
 from ftexp.sweeps.runs import Job, load_jobs
 from ftexp.sweeps.scenarios import ScenarioSet, group_scenarios
 from ftexp.sweeps.table import job_rows, legend, markdown_table, scenario_rows, unfinished_notes
@@ -55,11 +55,11 @@ def markdown_summary(
     has them already (:func:`write_tables` writes them to ``summary.csv`` too), else they are made here."""
     if rows is None:
         rows = scenario_rows(sweep.scenarios, job_rows(sweep.scenarios, sweep.dir))
-    statuses = [job.status for job in sweep.jobs]
+    completed = sum(job.completed for job in sweep.jobs)
     lines = [
         f"# Sweep `{sweep.dir}`",
         "",
-        f"{len(sweep.jobs)} jobs, {statuses.count('completed')} completed, {len(sweep.scenarios)} scenarios."
+        f"{len(sweep.jobs)} jobs, {completed} completed, {len(sweep.scenarios)} scenarios."
         + (f" Overrides common to all: `{' '.join(sweep.scenarios.common)}`." if sweep.scenarios.common else ""),
         "",
         markdown_table(rows),

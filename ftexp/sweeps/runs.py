@@ -3,12 +3,12 @@
 A job is a directory holding ``.hydra/`` or ``result.json``. Hydra's basic launcher puts them directly under the
 sweep dir (``<sweep>/<num>_<schedule>/``); under SLURM they may sit one level deeper, so the sweep dir is walked.
 A job without ``result.json`` is still running, or was killed before it could write one (SIGKILL, node failure):
-its status is :data:`RUNNING_OR_MISSING` and its overrides come from ``.hydra/overrides.yaml``.
+its status is :data:`RUNNING_OR_MISSING` and its overrides come from ``.hydra/overrides.yaml``. ``result.json`` is
+read as the run's typed record, :class:`ftexp.record.RunRecord`.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,9 +17,11 @@ from typing import Any
 import yaml
 from omegaconf import OmegaConf
 
-from ftexp.config import override_key
+from ftexp.overrides import override_key
+from ftexp.record import RunRecord, RunStatus
 
-RUNNING_OR_MISSING = "running/missing"
+RUNNING_OR_MISSING = RunStatus.RUNNING_OR_MISSING
+NO_STATUS = "unknown"  # the status of a result.json that records none
 # directories a job dir contains that never hold another job
 _NOT_JOBS = {"checkpoints", "tensorboard", "plots", "csv", "wandb", "lightning_logs"}
 
@@ -30,25 +32,27 @@ class Job:
 
     dir: Path
     overrides: list[str] = field(default_factory=list)
-    result: dict[str, Any] | None = None
+    result: RunRecord | None = None
     num: int | None = None  # hydra.job.num: the job's place in the sweep
     config: dict[str, Any] = field(default_factory=dict)  # .hydra/config.yaml, unresolved
     problem: str | None = None  # why result.json could not be read
 
     @property
-    def status(self) -> str:
+    def status(self) -> RunStatus | str:
+        """The recorded status; :data:`RUNNING_OR_MISSING` without ``result.json``, :data:`NO_STATUS` when it records
+        none, and a status this version does not know as the file has it."""
         if self.result is None:
             return RUNNING_OR_MISSING
-        return str(self.result.get("status") or "unknown")
+        return self.result.status or NO_STATUS
 
     @property
     def completed(self) -> bool:
-        return self.status == "completed"
+        return self.status == RunStatus.COMPLETED
 
     @property
     def seed(self) -> int | None:
-        if self.result is not None and self.result.get("seed") is not None:
-            return self.result["seed"]
+        if self.result is not None and self.result.seed is not None:
+            return self.result.seed
         for override in self.overrides:
             value = override.partition("=")[2].strip()
             if override_key(override) == "seed" and value.lstrip("-").isdigit():
@@ -58,15 +62,15 @@ class Job:
 
     @property
     def scenario_name(self) -> str | None:
-        """``result["scenario"]`` (the schedule's name), else the composed config's ``schedule.name``."""
-        if self.result is not None and self.result.get("scenario"):
-            return str(self.result["scenario"])
+        """The recorded ``scenario`` (the schedule's name), else the composed config's ``schedule.name``."""
+        if self.result is not None and self.result.scenario:
+            return str(self.result.scenario)
         name = (self.config.get("schedule") or {}).get("name")
         return str(name) if name else None
 
     @property
     def error(self) -> str | None:
-        return (self.result or {}).get("error") or self.problem
+        return (self.result.error if self.result is not None else None) or self.problem
 
     def name_in(self, sweep_dir: Path) -> str:
         """The job dir relative to the sweep dir, e.g. ``3_explicit``."""
@@ -95,7 +99,7 @@ def load_job(job_dir: str | os.PathLike) -> Job:
     result_file = job_dir / "result.json"
     if result_file.is_file():
         job.result, job.problem = read_result(result_file)
-    overrides = (job.result or {}).get("overrides")
+    overrides = job.result.overrides if job.result is not None else None
     if overrides is None:
         overrides = _read_yaml(job_dir / ".hydra" / "overrides.yaml")
     job.overrides = [str(o) for o in overrides or []]
@@ -104,16 +108,13 @@ def load_job(job_dir: str | os.PathLike) -> Job:
     return job
 
 
-def read_result(path: Path) -> tuple[dict[str, Any] | None, str | None]:
-    """``(result, None)``, or ``(None, why)`` when the file cannot be read or holds no JSON object: a job with a
+def read_result(path: Path) -> tuple[RunRecord | None, str | None]:
+    """``(record, None)``, or ``(None, why)`` when the file cannot be read or holds no run record: a job with a
     damaged ``result.json`` shows in the summary as not completed, with the reason, instead of failing it."""
     try:
-        result = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
+        return RunRecord.read(path), None
+    except (OSError, ValueError) as err:  # ValueError: not JSON (JSONDecodeError), or not a record (RecordError)
         return None, f"unreadable result.json: {err}"
-    if not isinstance(result, dict):
-        return None, f"unreadable result.json: not a JSON object but a {type(result).__name__}"
-    return result, None
 
 
 def load_jobs(sweep_dir: str | os.PathLike) -> list[Job]:
@@ -127,10 +128,10 @@ def load_jobs(sweep_dir: str | os.PathLike) -> list[Job]:
 
 
 def hardware(job: Job) -> dict[str, Any]:
-    """``result["hardware"]``; for files written before it existed, what the composed config says (accelerator,
+    """The recorded ``hardware``; for files written before it existed, what the composed config says (accelerator,
     ``devices`` x ``num_nodes``, ``cpu_threads``), leaving out values it does not pin down ("auto", null)."""
-    if job.result is not None and isinstance(job.result.get("hardware"), dict):
-        return job.result["hardware"]
+    if job.result is not None and isinstance(job.result.hardware, dict):
+        return job.result.hardware
     if not job.config:
         return {}
     cfg = OmegaConf.create(job.config)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ftexp.config import override_key, varies_between_jobs
+from ftexp.overrides import override_key, varies_between_jobs
 from ftexp.sweeps.runs import Job
 
 
@@ -40,7 +40,7 @@ class ScenarioSet:
 
 def is_scenario_override(override: str) -> bool:
     """Whether an override changes what a job trains: one that varies between the jobs of a sweep
-    (:func:`ftexp.config.varies_between_jobs`, the rule that also names the job dirs), except the seed, whose jobs
+    (:func:`ftexp.overrides.varies_between_jobs`, the rule that also names the job dirs), except the seed, whose jobs
     repeat one scenario."""
     return varies_between_jobs(override) and override_key(override) != "seed"
 

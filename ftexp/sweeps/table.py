@@ -8,8 +8,8 @@ Decisions (also printed under the markdown table, :func:`legend`):
 - std is the sample standard deviation (n - 1); with one value it is undefined: ``None`` in the CSV and ``± —`` in
   the markdown. ``<metric>_n`` says how many values a mean used: fewer than the completed jobs when a job's metric
   is NaN or was never logged, which the markdown shows as ``(n=k)``.
-- Every status counts, including one outside :data:`STATUSES` (``unknown`` for a ``result.json`` without a status):
-  ``not_completed`` lists them all.
+- Every status counts, including one outside :data:`STATUSES` (``unknown`` for a ``result.json`` without a status,
+  a status of a newer writer as it is): ``not_completed`` lists them all.
 - Compute sums **every** job that wrote ``result.json``, whatever its status (a failed job used its hardware too):
   GPU-hours = wall time x devices for GPU jobs; CPU-hours = wall time x ``cpu_threads`` x devices (processes) for
   CPU jobs. Jobs whose hardware is unknown (older files whose config left the accelerator to Lightning) count in
@@ -25,10 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ftexp.sweeps.runs import RUNNING_OR_MISSING, Job, hardware
+from ftexp.record import BestEpoch, RunRecord, RunStatus
+from ftexp.sweeps.runs import Job, hardware
 from ftexp.sweeps.scenarios import Scenario, ScenarioSet
 
-STATUSES = ("completed", "failed", "interrupted", "requeued", RUNNING_OR_MISSING)
+STATUSES = tuple(RunStatus)  # a column each; the four a run records, then running/missing
 METRICS = ("best_val_acc", "best_val_loss", "test_acc", "test_loss")
 
 
@@ -48,12 +49,12 @@ def stat(values: list[float | None]) -> Stat | None:
     return Stat(mean=statistics.fmean(numbers), std=std, n=len(numbers))
 
 
-def phases_reached(result: dict[str, Any]) -> int | None:
+def phases_reached(record: RunRecord) -> int | None:
     """How many phases the job trained in: ``reached_depth + 1`` for a scheduled run; a run without a schedule
     (``schedule=nofts``) records no depth, only the one phase it ran in ``phases_run``."""
-    if isinstance(result.get("reached_depth"), int):
-        return result["reached_depth"] + 1
-    return len(result["phases_run"]) if result.get("phases_run") else None
+    if isinstance(record.reached_depth, int):
+        return record.reached_depth + 1
+    return len(record.phases_run) if record.phases_run else None
 
 
 def compute_hours(wall: Any, hw: dict[str, Any]) -> dict[str, float | None]:
@@ -72,29 +73,29 @@ def compute_hours(wall: Any, hw: dict[str, Any]) -> dict[str, float | None]:
 
 
 def job_row(job: Job, label: str, sweep_dir: Path) -> dict[str, Any]:
-    """One job as flat values (a row of ``jobs.csv``)."""
-    result = job.result or {}
-    best, test, hw = result.get("best") or {}, result.get("test") or {}, hardware(job)
+    """One job as flat values (a row of ``jobs.csv``; a job without ``result.json`` has only what Hydra saved)."""
+    record = job.result or RunRecord()
+    best, test, hw = record.best or BestEpoch(), record.test.metrics if record.test else {}, hardware(job)
     return {
         "job": job.name_in(sweep_dir),
         "scenario": label,
         "seed": job.seed,
-        "status": job.status,
+        "status": str(job.status),
         "error": job.error,
-        "attempts": len(result["attempts"]) if isinstance(result.get("attempts"), list) else None,
-        "best_epoch": best.get("epoch"),
-        "best_val_loss": best.get("val_loss"),
-        "best_val_acc": best.get("val_acc"),
+        "attempts": len(record.attempts) if record.attempts is not None else None,
+        "best_epoch": best.epoch,
+        "best_val_loss": best.metrics.get("val_loss"),
+        "best_val_acc": best.metrics.get("val_acc"),
         "test_loss": test.get("test_loss"),
         "test_acc": test.get("test_acc"),
-        "epochs_run": result.get("epochs_run"),
-        "phases_reached": phases_reached(result),
-        "phases_total": result["final_depth"] + 1 if isinstance(result.get("final_depth"), int) else None,
-        "wall_time_s": result.get("wall_time_s"),
+        "epochs_run": record.epochs_run,
+        "phases_reached": phases_reached(record),
+        "phases_total": record.final_depth + 1 if isinstance(record.final_depth, int) else None,
+        "wall_time_s": record.wall_time_s,
         "accelerator": hw.get("accelerator"),
         "devices": hw.get("devices"),
         "cpu_threads": hw.get("cpu_threads"),
-        **compute_hours(result.get("wall_time_s"), hw),
+        **compute_hours(record.wall_time_s, hw),
         "slurm_job_id": hw.get("slurm_job_id"),
         "overrides": " ".join(job.overrides),
     }
@@ -108,7 +109,7 @@ def job_rows(scenarios: ScenarioSet, sweep_dir: Path) -> list[dict[str, Any]]:
 def scenario_row(scenario: Scenario, jobs: list[dict[str, Any]]) -> dict[str, Any]:
     """One scenario as flat values (a row of ``summary.csv``) from the rows of its jobs: counts per status, then mean,
     std and number of values of each metric."""
-    done = [row for row in jobs if row["status"] == "completed"]
+    done = [row for row in jobs if row["status"] == RunStatus.COMPLETED]
     counts = Counter(row["status"] for row in jobs)
     row: dict[str, Any] = {
         "scenario": scenario.label,
@@ -151,7 +152,7 @@ def not_completed(counts: Counter[str]) -> str:
     """``1 failed, 1 unknown``: every status but ``completed``, including those outside :data:`STATUSES` (which
     come after them), so that the cell and the ``completed`` column always add up to the jobs."""
     statuses = [*STATUSES, *sorted(set(counts) - set(STATUSES))]
-    return ", ".join(f"{counts[s]} {s}" for s in statuses if s != "completed" and counts[s])
+    return ", ".join(f"{counts[s]} {s}" for s in statuses if s != RunStatus.COMPLETED and counts[s])
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
@@ -181,10 +182,10 @@ def unfinished_notes(scenarios: ScenarioSet, sweep_dir: Path) -> list[str]:
     for scenario in scenarios:
         for job in scenario.jobs:
             where = f"`{job.name_in(sweep_dir)}` ({scenario.label}, seed {job.seed})"
-            attempts = (job.result or {}).get("attempts")
+            attempts = job.result.attempts if job.result is not None else None
             if not job.completed:
                 notes.append(f"{where}: {job.status}" + (f": {_one_line(job.error)}" if job.error else ""))
-            elif isinstance(attempts, list) and len(attempts) > 1:
+            elif attempts is not None and len(attempts) > 1:
                 notes.append(f"{where}: completed in {len(attempts)} attempts")
     return notes
 
@@ -193,10 +194,10 @@ def legend(scenarios: ScenarioSet) -> str:
     """What the columns mean, as printed under the table."""
     monitors = sorted(
         {
-            f"{best.get('mode', 'min')} {best['monitor']}"
+            f"{best.mode or 'min'} {best.monitor}"
             for scenario in scenarios
             for job in scenario.completed
-            if (best := (job.result or {}).get("best") or {}).get("monitor")
+            if job.result is not None and (best := job.result.best) is not None and best.monitor
         }
     )
     chosen_by = f"chosen by {', '.join(monitors)}" if monitors else "chosen by the checkpoint monitor"

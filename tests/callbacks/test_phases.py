@@ -80,6 +80,18 @@ def test_no_decay_splits_each_new_phase_into_a_decay_and_a_zero_decay_group(tmp_
     assert phase2["lrs"] == [1e-2, 1e-5, 1e-5, 2e-3, 2e-3], "phases without lr use base_max_lr (1e-5)"
 
 
+def test_a_parameter_matching_any_one_no_decay_fragment_joins_the_zero_decay_group_its_phase_adds(tmp_path):
+    """no_decay=["bias", "net.2.weight"]: net.2.weight contains only the second fragment, the biases only the first;
+    one fragment is enough, so phase 2 adds [net.0.weight] with decay and the other three without."""
+    probe = PhaseProbe()
+    module = TinyModule(lr=1e-2, no_decay=["bias", f"{L1}.weight"], weight_decay=0.1)
+    trainer(tmp_path, [FinetuningScheduler(epoch_schedule(), restore_best=False), probe], max_epochs=5).fit(module)
+
+    phase2 = probe.epochs[4]
+    assert phase2["groups"][-2:] == [[f"{L0}.weight"], [f"{L0}.bias", f"{L1}.bias", f"{L1}.weight"]]
+    assert phase2["weight_decay"][-2:] == [0.1, 0.0]
+
+
 def test_base_max_lr_none_uses_the_optimizers_initial_lr(tmp_path):
     probe = PhaseProbe()
     fts = FinetuningScheduler(epoch_schedule(), restore_best=False, base_max_lr=None)

@@ -15,13 +15,14 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
-from hydra import compose, initialize_config_dir
 from pytorch_lightning.callbacks import Callback
 from submitit.core.utils import UncompletedJobError
 
 from ftexp.callbacks.preemption import PreemptionCheckpoint, RequeueRequested, preemption_signal
-from ftexp.config import CONFIG_DIR
-from ftexp.train import hand_over, run
+from ftexp.record import AttemptRecord, RunRecord, RunStatus
+from ftexp.results import hand_over
+from ftexp.train import run
+from tests.helpers import compose_config
 
 QUICK = [
     "trainer.max_epochs=6",
@@ -73,8 +74,7 @@ class SignalSelfAt(Callback):
 
 
 def compose_run(run_dir: Path, *overrides: str):
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose("config", overrides=[f"paths.output_dir={run_dir}", *QUICK, *overrides])
+    return compose_config(run_dir, *QUICK, *overrides)
 
 
 def raise_override() -> list[str]:
@@ -225,14 +225,14 @@ def test_when_submitit_refuses_to_requeue_the_attempt_is_recorded_as_failed(tmp_
 
 def test_a_task_other_than_rank_0_ends_cleanly_when_submitit_leaves_the_requeue_to_rank_0(tmp_path, fake_submitit):
     preemption = signalled_during_fit(PreemptionCheckpoint(tmp_path))
-    result, attempt = {"status": "requeued"}, {"status": "requeued"}
+    record, attempt = RunRecord(status=RunStatus.REQUEUED), AttemptRecord(status=RunStatus.REQUEUED)
 
     with pytest.raises(SystemExit) as ended:
-        hand_over(preemption, result, attempt, rank=1)
+        hand_over(preemption, record, attempt, rank=1)
 
     assert ended.value.code == 0, "not RequeueRequested with a traceback and exit status 1"
     assert fake_submitit.received == [preemption_signal()]
-    assert result["status"] == attempt["status"] == "requeued", "rank 0 requeues the job"
+    assert record.status == attempt.status == "requeued", "rank 0 requeues the job"
 
 
 def signalled_during_fit(preemption: PreemptionCheckpoint) -> PreemptionCheckpoint:

@@ -14,7 +14,7 @@ from pytorch_lightning.loops.fit_loop import _FitLoop
 
 from ftexp import DEPTH_METRIC, FinetuningScheduler, PhaseCheckpoint, ScheduleError
 from tests.callbacks.test_phases import epoch_schedule
-from tests.tiny_models import TinyModule, trainer
+from tests.tiny_models import TinyModule, bn_convnet, trainer
 
 
 class RestoreProbe(Callback):
@@ -68,6 +68,105 @@ def test_memory_and_disk_restores_give_bitwise_identical_runs(tmp_path):
         trainer(tmp_path / source, [fts], max_epochs=7).fit(module)
         finals[source] = module.state_dict()
     assert all(torch.equal(finals["memory"][k], finals["disk"][k]) for k in finals["memory"])
+
+
+class ScriptedValidation(TinyModule):
+    """``val_loss`` follows a script, one value per epoch, so the test decides which epoch is the best."""
+
+    def __init__(self, val_losses: list[float], **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.val_losses = val_losses
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val_loss", self.val_losses[self.current_epoch])
+
+
+def training_state(module: pl.LightningModule, optimizer: torch.optim.Optimizer) -> dict:
+    """What a restore must roll back, copied: the ``state_dict`` (weights and BatchNorm buffers) and each parameter's
+    optimizer state by name (AdamW: step, exp_avg, exp_avg_sq)."""
+    names = {id(p): n for n, p in module.named_parameters()}
+    return {
+        "state_dict": {k: v.detach().clone() for k, v in module.state_dict().items()},
+        "optimizer": {names[id(p)]: {k: v.clone() for k, v in s.items()} for p, s in optimizer.state.items()},
+    }
+
+
+class EpochStateProbe(Callback):
+    """Placed after the scheduler: the training state at the end of every epoch and right after each transition."""
+
+    def __init__(self, fts: FinetuningScheduler) -> None:
+        self.fts = fts
+        self.at_epoch_end: dict[int, dict] = {}
+        self.after_transition: dict[int, dict] = {}
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self.at_epoch_end[trainer.current_epoch] = training_state(pl_module, trainer.optimizers[0])
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if self.fts.transitions and self.fts.transitions[-1]["epoch"] == trainer.current_epoch:
+            self.after_transition[trainer.current_epoch] = training_state(pl_module, trainer.optimizers[0])
+
+
+# Phase 0 trains the head and the second conv block, its BatchNorm included, until epoch 3; epoch 1 is the best, so
+# the transition at epoch 3 rolls back two epochs of weights, running statistics and Adam moments.
+BN_SCHEDULE = {
+    0: {"params": ["net.8.*", "net.5.*", "net.4.*"], "max_transition_epoch": 3},
+    1: {"params": ["net.2.*", "net.1.*"]},
+}
+BN_VAL_LOSSES = [0.9, 0.5, 0.7, 0.8]
+BEST_EPOCH, LAST_EPOCH_BEFORE, TRANSITION_EPOCH = 1, 2, 3
+
+
+@pytest.fixture(scope="module")
+def bn_restores(tmp_path_factory) -> dict[str, tuple[FinetuningScheduler, EpochStateProbe]]:
+    """The same BatchNorm run restoring its best from memory and from disk."""
+    runs = {}
+    for source in ("memory", "disk"):
+        pl.seed_everything(0)
+        module = ScriptedValidation(BN_VAL_LOSSES, net=bn_convnet(), lr=5e-2)
+        fts = FinetuningScheduler(BN_SCHEDULE, restore_best_from=source)
+        probe = EpochStateProbe(fts)
+        trainer(tmp_path_factory.mktemp(source), [fts, probe], max_epochs=TRANSITION_EPOCH + 1).fit(module)
+        runs[source] = fts, probe
+    return runs
+
+
+@pytest.mark.parametrize("source", ["memory", "disk"])
+def test_the_batchnorm_run_transitions_once_restoring_the_best_of_phase_zero(bn_restores, source):
+    fts, _ = bn_restores[source]
+    assert [(t["epoch"], t["restored_from_depth"]) for t in fts.transitions] == [(TRANSITION_EPOCH, 0)]
+
+
+def test_a_memory_restore_rolls_batchnorm_buffers_back_exactly_like_a_disk_restore(bn_restores):
+    best = bn_restores["disk"][1].at_epoch_end[BEST_EPOCH]["state_dict"]
+    latest = bn_restores["disk"][1].at_epoch_end[LAST_EPOCH_BEFORE]["state_dict"]
+    moved = [k for k in best if not torch.equal(best[k], latest[k])]
+    buffers = ["net.5.running_mean", "net.5.running_var", "net.5.num_batches_tracked"]
+    assert set(buffers) <= set(moved), "the thawed BatchNorm's buffers changed after the best epoch"
+
+    memory = bn_restores["memory"][1].after_transition[TRANSITION_EPOCH]["state_dict"]
+    disk = bn_restores["disk"][1].after_transition[TRANSITION_EPOCH]["state_dict"]
+    assert memory.keys() == disk.keys() == best.keys()
+    assert [k for k in best if not torch.equal(memory[k], disk[k])] == []
+    assert [k for k in best if not torch.equal(disk[k], best[k])] == []
+    assert int(memory["net.5.num_batches_tracked"]) == int(best["net.5.num_batches_tracked"]) == 8, "2 epochs x 4"
+
+
+@pytest.mark.parametrize("source", ["memory", "disk"])
+def test_restoring_the_best_restores_the_optimizer_moments_it_had_then(bn_restores, source):
+    _, probe = bn_restores[source]
+    best = probe.at_epoch_end[BEST_EPOCH]["optimizer"]
+    latest = probe.at_epoch_end[LAST_EPOCH_BEFORE]["optimizer"]
+    restored = probe.after_transition[TRANSITION_EPOCH]["optimizer"]
+    phase0 = ["net.4.bias", "net.4.weight", "net.5.bias", "net.5.weight", "net.8.bias", "net.8.weight"]
+    assert sorted(best) == phase0
+    assert all(not torch.equal(best[n]["exp_avg"], latest[n]["exp_avg"]) for n in phase0), "moments moved on"
+
+    assert sorted(restored) == phase0, "phase 1's parameters have no optimizer state before their first step"
+    for name in phase0:
+        assert sorted(restored[name]) == ["exp_avg", "exp_avg_sq", "step"]
+        for key, value in best[name].items():
+            assert torch.equal(restored[name][key], value), (name, key)
 
 
 def _run(tmp_path: Path, max_epochs: int, ckpt_path=None, **fts_kwargs):

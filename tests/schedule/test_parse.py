@@ -253,3 +253,22 @@ def test_the_dumped_yaml_uses_integer_phase_keys_in_order(tmp_path):
 def test_to_dict_omits_defaults_like_an_fts_schedule():
     schedule = Schedule((Phase(0, ("a",)), Phase(1, ("b",), lr=1e-3)))
     assert schedule.to_dict() == {0: {"params": ["a"]}, 1: {"params": ["b"], "lr": 1e-3}}
+
+
+def test_a_resolved_schedule_is_only_checked_against_the_model_it_is_given():
+    names = ["net.0.weight", "net.0.bias", "net.2.weight", "net.2.bias"]
+    resolved, never = resolve_schedule(load_schedule({0: {"params": ["net.2.*"]}}), names)
+    assert resolved.resolved and never == ["net.0.weight", "net.0.bias"]
+    assert resolve_schedule(resolved, names) == (resolved, never), "nothing is matched again"
+    with pytest.raises(ScheduleError, match=r"was resolved for another model: 2 of its parameters are not in this one"):
+        resolve_schedule(resolved, ["head.weight", "head.bias"])
+
+
+def test_a_schedule_file_is_parsed_once_while_unchanged_and_again_after_an_edit(tmp_path):
+    path = tmp_path / "schedule.yaml"
+    path.write_text("0: {params: [net.6.weight]}\n")
+    first = load_schedule(path)
+    assert load_schedule(path) is first, "the start-up check and the run share the parsed object"
+    path.write_text("0: {params: [net.6.weight, net.6.bias]}\n")
+    edited = load_schedule(path)
+    assert edited.phases[0].params == ("net.6.weight", "net.6.bias")

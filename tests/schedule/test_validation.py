@@ -230,6 +230,24 @@ def test_lr_must_be_a_positive_number(bad_lr):
     assert str(err.value).startswith("[<dict>, phase 1, key 'lr'] ")
 
 
+@pytest.mark.parametrize("text", ["nan", ".nan", ".NaN"])
+def test_an_lr_that_is_not_a_number_is_refused_before_training_naming_the_phase_and_key(tmp_path, text):
+    """``.nan`` is YAML's NaN, ``nan`` the string float() reads as NaN: neither is a learning rate. The error comes
+    from the callback's constructor, before any Trainer exists."""
+    path = write(tmp_path, f"0:\n  params: ['net.6.*']\n1:\n  params: ['net.4.*']\n  lr: {text}\n")
+    with pytest.raises(ScheduleError, match=r"must be a positive number") as err:
+        FinetuningScheduler(path)
+    assert (err.value.source, err.value.phase, err.value.key) == (str(path), 1, "lr")
+
+
+@pytest.mark.parametrize("nan", [float("nan"), "nan"])
+def test_an_init_pg_lrs_entry_that_is_not_a_number_is_refused_naming_the_phase_and_entry(nan):
+    with pytest.raises(ScheduleError, match=r"must be a positive number") as err:
+        FinetuningScheduler(two_phases(new_lr_scheduler={**STEP_LR, "init_pg_lrs": [1e-3, nan]}))
+    assert (err.value.phase, err.value.key) == (1, "new_lr_scheduler.init_pg_lrs[1]")
+    assert str(err.value).startswith("[<dict>, phase 1, key 'new_lr_scheduler.init_pg_lrs[1]'] ")
+
+
 def test_scientific_notation_without_a_dot_is_read_as_a_number(tmp_path):
     """YAML 1.1 reads ``1e-5`` as a string; ftexp takes it as the number the user meant."""
     path = write(
@@ -406,7 +424,7 @@ def test_reinit_configs_are_for_implicit_schedules_only(key, value):
 
 
 def test_reinit_lr_cfg_cannot_fix_per_group_lrs():
-    with pytest.raises(ScheduleError, match=r"init_pg_lrs cannot be used in implicit mode") as err:
+    with pytest.raises(ScheduleError, match=r"init_pg_lrs cannot be used when the same scheduler is rebuilt") as err:
         FinetuningScheduler(reinit_lr_cfg={**STEP_LR, "init_pg_lrs": [1e-3]})
     assert err.value.key == "reinit_lr_cfg.init_pg_lrs"
 
@@ -435,6 +453,21 @@ def test_epoch_transitions_only_does_not_need_max_transition_epoch_in_the_last_p
     scheduler = FinetuningScheduler(raw, epoch_transitions_only=True, restore_best=False)
     trainer(tmp_path, [scheduler], max_epochs=2).fit(TinyModule())
     assert [(t["depth"], t["epoch"]) for t in scheduler.transitions] == [(1, 1)]
+
+
+def test_fit_warns_about_a_phase_that_ends_at_or_after_max_epochs_and_only_about_it(tmp_path):
+    """Phase 1 ends at epoch 2 = max_epochs, so phase 2 never runs; phase 0 ends at 1, below max_epochs."""
+    raw = {
+        0: {"params": ["net.6.*"], "max_transition_epoch": 1},
+        1: {"params": ["net.4.*"], "max_transition_epoch": 2},
+        2: {"params": ["net.2.*", "net.0.*"]},
+    }
+    scheduler = FinetuningScheduler(raw, restore_best=False)
+    with pytest.warns(UserWarning) as caught:
+        trainer(tmp_path, [scheduler], max_epochs=2).fit(TinyModule())
+    late = [str(w.message) for w in caught if "is not below" in str(w.message)]
+    assert len(late) == 1, late
+    assert re.search(r"phase 1 max_transition_epoch=2 is not below max_epochs=2; later phases may never run", late[0])
 
 
 def test_restore_best_needs_checkpointing(tmp_path):
@@ -538,6 +571,16 @@ def test_split_no_decay_gives_a_decay_and_a_no_decay_group_even_when_one_is_empt
     assert split_no_decay(["a.bias", "b.bias"], ["bias"]) == [[], ["a.bias", "b.bias"]]
     assert split_no_decay(["a.weight"], ["bias"]) == [["a.weight"], []]
     assert split_no_decay([], ["bias"]) == []
+
+
+def test_a_name_containing_any_one_of_the_no_decay_fragments_goes_to_the_zero_decay_group():
+    """As in the usual HF recipe: a fragment is enough, the name need not contain all of them."""
+    no_decay = ["bias", "LayerNorm.weight", "embeddings"]
+    names = ["layer.dense.weight", "layer.dense.bias", "layer.LayerNorm.weight", "embeddings.word.weight"]
+    assert split_no_decay(names, no_decay) == [
+        ["layer.dense.weight"],
+        ["layer.dense.bias", "layer.LayerNorm.weight", "embeddings.word.weight"],
+    ]
 
 
 def test_group_counts_start_from_phase_zero_and_add_one_or_two_groups_per_phase():

@@ -11,9 +11,9 @@ import csv
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
+from tests.helpers import python_m_ftexp
 from tests.slurm.test_slurm_sweep import cancel
 from tests.test_ddp_runs import SHORT_WITH_EARLY_STOPPING
 
@@ -33,14 +33,14 @@ TWO_TASKS_ON_THE_CLUSTER = [
 def test_a_two_task_ddp_job_completes_fit_and_test_with_one_result_and_one_summary(tmp_path):
     sweep_dir = tmp_path / "sweep"
     probe_dir = tmp_path / "probe"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
-    command = [
-        *(sys.executable, "-m", "ftexp", "-m", *TWO_TASKS_ON_THE_CLUSTER, *SHORT_WITH_EARLY_STOPPING),
+    pythonpath = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+    args = [
+        *("-m", *TWO_TASKS_ON_THE_CLUSTER, *SHORT_WITH_EARLY_STOPPING),
         f"+callbacks.probe={{_target_:tests.rank_probe.RankProbe,out_dir:'{probe_dir}'}}",
         f"hydra.sweep.dir={sweep_dir}",
     ]
     try:
-        done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=SWEEP_TIMEOUT_S)
+        done = python_m_ftexp(tmp_path, *args, env={"PYTHONPATH": pythonpath}, timeout=SWEEP_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         cancel(sweep_dir)
         raise

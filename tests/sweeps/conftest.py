@@ -3,12 +3,11 @@ produced once per session by ``python -m ftexp -m`` in a subprocess exactly as a
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import python_m_ftexp
 from tests.sweeps.fake_sweeps import compare_schedules
 
 # 2 schedules x 2 seeds, a few batches per epoch and 4 epochs: the explicit schedule's phase 1 begins at epoch 3.
@@ -23,7 +22,7 @@ REAL_SWEEP_OVERRIDES = [
     "data.synthetic.n_test=256",
     "trainer.enable_progress_bar=false",
     "trainer.enable_model_summary=false",
-    "++hydra.callbacks.summarize_sweep._target_=ftexp.sweeps.SummarizeSweep",
+    "++hydra.callbacks.summarize_sweep._target_=ftexp.sweeps.callback.SummarizeSweep",
 ]
 
 
@@ -36,8 +35,7 @@ def fake_sweep(tmp_path) -> Path:
 def real_sweep(tmp_path_factory) -> Path:
     """A finished sweep of the tiny demo model: 0_nofts, 1_nofts, 2_explicit, 3_explicit."""
     sweep_dir = tmp_path_factory.mktemp("real_sweep") / "sweep"
-    command = [sys.executable, "-m", "ftexp", "-m", f"hydra.sweep.dir={sweep_dir}", *REAL_SWEEP_OVERRIDES]
-    done = subprocess.run(command, cwd=sweep_dir.parent, capture_output=True, text=True, timeout=600)
+    done = python_m_ftexp(sweep_dir.parent, "-m", f"hydra.sweep.dir={sweep_dir}", *REAL_SWEEP_OVERRIDES)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     (sweep_dir.parent / "stdout.log").write_text(done.stdout)  # what the sweep printed, for the callback tests
     return sweep_dir

@@ -8,8 +8,7 @@ import pytest
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
-from ftexp.sweeps import SummarizeSweep
-from ftexp.sweeps.callback import _RANK_VARIABLES
+from ftexp.sweeps.callback import _RANK_VARIABLES, SummarizeSweep
 
 
 def hydra_config(sweep_dir, mode=RunMode.MULTIRUN):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ftexp.config import varies_between_jobs
+from ftexp.overrides import varies_between_jobs
 from ftexp.sweeps.runs import load_jobs
 from ftexp.sweeps.scenarios import group_scenarios, is_scenario_override
 from tests.sweeps.fake_sweeps import result, write_job

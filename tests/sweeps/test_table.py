@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from ftexp.record import RunRecord
 from ftexp.sweeps.runs import load_jobs
 from ftexp.sweeps.scenarios import group_scenarios
 from ftexp.sweeps.table import (
@@ -118,9 +119,10 @@ def test_gpu_hours_are_wall_time_times_devices_and_cpu_hours_wall_time_times_thr
 
 
 def test_phases_reached_from_reached_depth_or_without_a_schedule_the_one_phase_run():
-    assert phases_reached(result(reached_depth=2, final_depth=3)) == 3
-    assert phases_reached(result("nofts")) == 1  # no scheduler: phases_run holds the one phase, no reached_depth
-    assert phases_reached({}) is None
+    assert phases_reached(RunRecord.from_dict(result(reached_depth=2, final_depth=3))) == 3
+    # no scheduler: phases_run holds the one phase, no reached_depth
+    assert phases_reached(RunRecord.from_dict(result("nofts"))) == 1
+    assert phases_reached(RunRecord()) is None
 
 
 def test_an_old_result_without_the_new_fields_still_makes_a_row(tmp_path):

@@ -1,34 +1,15 @@
-"""The packaged Hydra config tree, the resolvers its files use, the one helper that instantiates config nodes, and
-the rule saying which overrides tell the jobs of a sweep apart (job dir names and the sweep summary share it).
+"""Which command-line overrides tell the jobs of a sweep apart: the one rule that names job dirs (the
+``${ftexp_job_dirname:...}`` resolver of :mod:`ftexp.config.tree`) and groups jobs into scenarios
+(:mod:`ftexp.sweeps.scenarios`).
 
-Importing this module registers two resolvers:
-
-- ``${ftexp_file:relative/path}``: a file shipped inside the package (e.g. the schedule files under
-  ``ftexp/ft_schedules``), so configs work from any working directory and from an installed wheel;
-- ``${ftexp_job_dirname:${hydra.overrides.task}}``: a sweep job's directory name made from its overrides.
+Plain string rules with nothing but the standard library, so that the side that reads sweep dirs shares them without
+importing Hydra or registering resolvers.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from pathlib import Path
-from typing import Any
-
-import hydra
-from omegaconf import OmegaConf
-
-PACKAGE_DIR = Path(__file__).resolve().parent
-CONFIG_DIR = PACKAGE_DIR / "conf"
-
-
-def package_file(relative: str) -> str:
-    """Absolute path of a file shipped inside the ``ftexp`` package; raises if it does not exist."""
-    path = PACKAGE_DIR / relative
-    if not path.is_file():
-        raise FileNotFoundError(f"${{ftexp_file:{relative}}}: no such file in the ftexp package ({path})")
-    return str(path)
-
 
 # config groups and keys every job of a sweep shares: the sweep file, where the jobs run, Hydra's own settings
 _SAME_FOR_EVERY_JOB = frozenset({"sweep", "hardware", "hydra"})
@@ -63,14 +44,3 @@ def job_dirname(overrides: Iterable[str]) -> str:
     kept = [str(item) for item in overrides if varies_between_jobs(str(item))]
     name = _UNSAFE_IN_DIRNAME.sub("_", ",".join(kept))
     return name[:MAX_DIRNAME] or "job"
-
-
-for _name, _resolver in (("ftexp_file", package_file), ("ftexp_job_dirname", job_dirname)):
-    if not OmegaConf.has_resolver(_name):
-        OmegaConf.register_new_resolver(_name, _resolver)
-
-
-def instantiate(node: Any, **kwargs: Any) -> Any:
-    """``hydra.utils.instantiate`` with nested configs converted to plain dicts and lists, so the objects built
-    never hold OmegaConf nodes (which are slow to access and awkward to pickle into checkpoints)."""
-    return hydra.utils.instantiate(node, _convert_="all", **kwargs)

@@ -1,8 +1,9 @@
-"""Writing the files that the processes of a sweep share: ``result.json`` (read by the summary while the sweep runs)
-and the summary's own files (rewritten by every job as it ends).
+"""Writing the files that several processes share: ``result.json`` (read by the summary while the sweep runs), the
+ranks' error records of a DDP run, and the sweep summary's own files (rewritten by every job as it ends).
 
-A module of its own, with nothing but the standard library, so that writing the summary does not import Lightning:
-:mod:`ftexp.results` (which does) re-exports :func:`atomic_write` for ``result.json``.
+Neutral ground, with nothing but the standard library: the run's writers (:mod:`ftexp.results`,
+:mod:`ftexp.rank_errors`) and the sweep summary (:mod:`ftexp.sweeps`) both import it, and neither imports the other's
+machinery (Lightning, Hydra) to get it.
 """
 
 from __future__ import annotations

@@ -1,0 +1,12 @@
+"""The defaults a scheduled run falls back on, named once: FTS's values, which ftexp keeps.
+
+The callback's signature, PhaseEarlyStopping, PhaseCheckpoint and the dry-run plan all read them from here, so the
+plan never describes a default the run does not use.
+"""
+
+from __future__ import annotations
+
+BASE_MAX_LR = 1e-5  # lr of the groups a phase adds when it gives no `lr`
+MONITOR = "val_loss"  # what early stopping and the best checkpoint watch
+MODE = "min"
+PATIENCE = 3  # validation checks without improvement that end a phase

@@ -1,0 +1,44 @@
+"""The two ways the tests reach the experiment layer, written once: compose a config with Hydra's compose API, and
+run ``python -m ftexp`` in a subprocess exactly as a user does."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from ftexp.config import CONFIG_DIR
+
+
+def compose_config(output_dir: Path | None, *overrides: str, hydra: bool = False) -> DictConfig:
+    """The config ``python -m ftexp *overrides`` would run, writing under ``output_dir`` (``None``: the config's own
+    ``paths.output_dir``); ``hydra=True`` keeps the ``hydra`` node, which the Hydra callbacks and launchers read.
+    For example ``compose_config(tmp_path, "schedule=explicit").schedule.name == "explicit"``.
+    """
+    if output_dir is not None:
+        overrides = (f"paths.output_dir={output_dir}", *overrides)
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose("config", overrides=list(overrides), return_hydra_config=hydra)
+
+
+def python_m_ftexp(
+    cwd: Path,
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    unset: Sequence[str] = (),
+    timeout: float = 600,
+) -> subprocess.CompletedProcess:
+    """Run ``python -m ftexp *args`` in ``cwd`` with this interpreter and return what it printed (text).
+
+    ``HYDRA_FULL_ERROR`` is left out of the environment, so errors read as a user sees them; ``env`` adds variables,
+    ``unset`` leaves more out. ``timeout`` only guards against a hung run.
+    """
+    left_out = {"HYDRA_FULL_ERROR", *unset}
+    environment = {k: v for k, v in os.environ.items() if k not in left_out} | dict(env or {})
+    command = [sys.executable, "-m", "ftexp", *args]
+    return subprocess.run(command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=timeout)
