@@ -35,6 +35,7 @@ from ftexp.record import (
     TestResult,
     TransitionRecord,
 )
+from ftexp.schedule import defaults
 
 if TYPE_CHECKING:
     from ftexp.train import RunObjects
@@ -160,7 +161,11 @@ def record_fit(record: RunRecord, objects: RunObjects, last_checkpoint: Path) ->
     events are, the hardware and the per-epoch history."""
     history = objects.metrics.history
     checkpoint = objects.checkpoint
-    monitor, mode = (checkpoint.monitor, checkpoint.mode) if checkpoint and checkpoint.monitor else ("val_loss", "min")
+    monitor, mode = (
+        (checkpoint.monitor, checkpoint.mode)
+        if checkpoint and checkpoint.monitor
+        else (defaults.MONITOR, defaults.MODE)
+    )
     logger = objects.trainer.logger
     record.epochs_run = objects.trainer.current_epoch
     record.best = best_epoch(history, monitor, mode)

@@ -147,7 +147,9 @@ def reinit_spec(cfg: DictConfig, problems: list[str]) -> LRSchedulerSpec | None:
     if cfg.lr_reinit.name != "implicit" or not cfg.lr_reinit.get("reinit_lr_cfg"):
         return None
     try:
-        return parse_lr_scheduler_spec(cfg.lr_reinit.reinit_lr_cfg, REINIT_KEY, None, "reinit_lr_cfg")
+        spec = parse_lr_scheduler_spec(cfg.lr_reinit.reinit_lr_cfg, REINIT_KEY, None, "reinit_lr_cfg")
+        check_implicit_reinit_lr(spec, source=REINIT_KEY, key="reinit_lr_cfg")  # the plan reports what a run refuses
+        return spec
     except ScheduleError as err:
         problems.append(f"{REINIT_KEY}: {err}")
         return None

@@ -129,11 +129,12 @@ def test_a_bad_lr_reinit_scheduler_is_reported_under_lr_reinit_not_the_schedule_
     assert started.value.problems == [problem], "the real run stops at start-up with the same problem"
 
 
-def test_lr_reinit_implicit_cannot_fix_per_group_lrs_for_phases_whose_group_count_grows(tmp_path):
+@pytest.mark.parametrize("schedule", ["explicit", "implicit"])
+def test_lr_reinit_implicit_cannot_fix_per_group_lrs_for_phases_whose_group_count_grows(tmp_path, schedule):
     with pytest.raises(ConfigError) as raised:
         dry_run(
             compose_config(
-                tmp_path, "schedule=explicit", "lr_reinit=implicit", "+lr_reinit.reinit_lr_cfg.init_pg_lrs=[0.1]"
+                tmp_path, f"schedule={schedule}", "lr_reinit=implicit", "+lr_reinit.reinit_lr_cfg.init_pg_lrs=[0.1]"
             )
         )
     (problem,) = raised.value.problems

@@ -8,12 +8,12 @@ it to load itself; it never needs to know which.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import pytorch_lightning as pl
 import torch
+from lightning_fabric.utilities.cloud_io import get_filesystem
 from torch import nn
 
 
@@ -22,8 +22,8 @@ class RestoreSource(Protocol):
     depth: int  # the phase the best state was saved in
 
     @property
-    def nbytes(self) -> int:
-        """Bytes this restore reads."""
+    def nbytes(self) -> int | None:
+        """Bytes this restore reads (None: unknown)."""
 
     def load_into(self, module: nn.Module, optimizer: torch.optim.Optimizer, schedulers: list[Any]) -> None:
         """Load weights, optimizer and LR-scheduler state; the optimizer/scheduler layout must already match."""
@@ -44,8 +44,12 @@ class CheckpointFileSource:
         return cls(path, checkpoint, int(checkpoint["callbacks"][state_key]["curr_depth"]))
 
     @property
-    def nbytes(self) -> int:
-        return os.path.getsize(self.path)
+    def nbytes(self) -> int | None:
+        """The file's size; ``None`` where the file system cannot say (the path may be any fsspec URL)."""
+        try:
+            return int(get_filesystem(self.path).size(self.path))
+        except (OSError, NotImplementedError):
+            return None
 
     def load_into(self, module: nn.Module, optimizer: torch.optim.Optimizer, schedulers: list[Any]) -> None:
         module.load_state_dict(self.checkpoint["state_dict"])

@@ -22,6 +22,7 @@ from ftexp.callbacks.ddp import rewrap_ddp, trainable_names
 from ftexp.callbacks.early_stopping import PhaseEarlyStopping
 from ftexp.callbacks.fit_checks import check_optimizers, check_strategy
 from ftexp.callbacks.freezing import apply_batchnorm_policy, set_trainable
+from ftexp.callbacks.lightning_internals import resumes_inside_epoch
 from ftexp.callbacks.metric_sync import check_monitored_metrics_synced
 from ftexp.callbacks.phase_layout import LatestLRState, PhaseLayout, enforce_phase0
 from ftexp.callbacks.restore import CheckpointFileSource, RestoreSource
@@ -37,16 +38,6 @@ from ftexp.schedule import (
 from ftexp.schedule.run_rules import epoch_transition_problems, late_transition_warnings
 
 DEPTH_METRIC = "finetuning_depth"
-
-
-def resumes_inside_epoch(trainer: pl.Trainer) -> bool:
-    """Whether ``fit`` resumes inside an epoch (from a checkpoint saved mid-epoch, as a preempted job's is, or
-    during the epoch's end hooks): Lightning then calls no ``on_train_epoch_start`` for that epoch
-    (``FitLoop.on_advance_start``), so per-epoch setup must happen in ``on_train_start``."""
-    # FitLoop's restart stages are internal (checked against pytorch-lightning 2.4.0, 2.5.0, 2.5.6 and 2.6.6). They
-    # came in 2.5 with the skip itself: 2.4 calls on_train_epoch_start on every resume, so it never resumes inside.
-    loop = trainer.fit_loop
-    return getattr(loop, "restarted_mid_epoch", False) or getattr(loop, "restarted_on_epoch_end", False)
 
 
 class FinetuningScheduler(Callback):
@@ -405,18 +396,8 @@ class FinetuningScheduler(Callback):
         if own_state is not None:
             own_state["best_depth"] = self._best_depth
         if self.restore_best and self.restore_best_from == "memory":
-            started = time.perf_counter()
-            self._snapshot = BestStateSnapshot.capture(
-                pl_module, self._depth, trainer.optimizers[0], [c.scheduler for c in trainer.lr_scheduler_configs]
-            )
-            self.best_snapshots.append(
-                {
-                    "epoch": trainer.current_epoch,
-                    "depth": self._depth,
-                    "bytes": self._snapshot.nbytes,
-                    "seconds": time.perf_counter() - started,
-                }
-            )
+            self._snapshot, record = BestStateSnapshot.capture_recorded(trainer, pl_module, self._depth)
+            self.best_snapshots.append(record)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._resumed_depth = int(state_dict["curr_depth"])

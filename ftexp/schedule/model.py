@@ -108,7 +108,10 @@ class Schedule:
         return replace(self, phases=self.phases[: depth + 1])
 
     def with_phases(self, phases: tuple[Phase, ...]) -> Schedule:
-        """The same schedule (source, resolution) with other phase settings."""
+        """The same schedule (source, resolution) with other phase settings; the parameters stay as they are, or a
+        resolved schedule would no longer be."""
+        if [p.params for p in phases] != [p.params for p in self.phases]:
+            raise ValueError("with_phases changes phase settings, not which parameters each phase thaws")
         return replace(self, phases=phases)
 
     def run_max_epochs(self, max_epochs: int | None) -> int | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -44,15 +45,16 @@ def load_schedule(ft_schedule: str | Path | Mapping | Any) -> Schedule:
         path = Path(ft_schedule)
         if not path.is_file():
             return parse_schedule(load_schedule_yaml(ft_schedule), source=str(ft_schedule))  # raises, naming it
-        stat = path.stat()
-        return _parsed_file(str(ft_schedule), path.resolve(), stat.st_mtime_ns, stat.st_size)
+        return _parsed_file(str(ft_schedule), hashlib.sha256(path.read_bytes()).hexdigest())
     return parse_schedule(to_plain_container(ft_schedule), source="<dict>")
 
 
 @functools.lru_cache(maxsize=32)
-def _parsed_file(source: str, resolved: Path, mtime_ns: int, size: int) -> Schedule:
-    """A schedule file is parsed once per process while it is unchanged (Schedule is immutable, so the start-up
-    config check and the run share one object); an edited file has another mtime or size and is parsed again."""
+def _parsed_file(source: str, content_sha256: str) -> Schedule:
+    """A schedule file is parsed once per process while its content is unchanged, so the start-up config check and
+    the run share one object (nothing mutates a Schedule: frozen dataclasses, and every consumer copies init_args
+    before use); an edited file has another digest and is parsed again. Reading the bytes is cheap, parsing and
+    validating them is what this saves."""
     return parse_schedule(load_schedule_yaml(source), source=source)
 
 
