@@ -20,10 +20,10 @@ import torch
 from omegaconf import DictConfig
 
 from ftexp.callbacks.freezing import set_trainable
+from ftexp.callbacks.phase_layout import enforce_phase0
 from ftexp.config import ConfigError, instantiate, scheduler_node, validate_config
+from ftexp.config.rules import REINIT_KEY, SCHEDULE_KEY
 from ftexp.run_schedule import (
-    REINIT_KEY,
-    SCHEDULE_KEY,
     model_inputs,
     reinit_spec,
     replaced_schedulers_note,
@@ -31,6 +31,7 @@ from ftexp.run_schedule import (
 )
 from ftexp.schedule import (
     LRSchedulerSpec,
+    Schedule,
     ScheduleError,
     check_phase_directives,
     defaults,
@@ -110,7 +111,7 @@ def plan_phases(cfg: DictConfig, model: pl.LightningModule) -> Plan:
     stopper = cfg.schedule.callbacks.get("early_stopping")
     if run_schedule is None:  # nofts: one phase, everything
         phase0 = _phase0_optimizer(model, all_names, notes)
-        lr, scheduler, _ = phase0 if phase0 is not None else ("?", "?", None)
+        lr, scheduler = (phase0.lrs, phase0.scheduler) if phase0 is not None else ("?", "?")
         ends = f"max_epochs={max_epochs}" + (f" or {_stopping(stopper)}" if stopper else "")
         plan.rows.append(PhaseRow(0, tuple(all_names), len(numel), sum(numel.values()), lr, scheduler, ends))
         plan.parameters.append("everything")
@@ -136,10 +137,17 @@ def plan_phases(cfg: DictConfig, model: pl.LightningModule) -> Plan:
         )
         max_epochs = run_max_epochs
 
-    phase0 = _phase0_optimizer(model, schedule.params_through(0), notes)
-    phase0_lr, phase0_scheduler, groups = phase0 if phase0 is not None else ("?", "?", None)
+    try:
+        phase0 = _phase0_optimizer(
+            model, schedule.params_through(0), notes, schedule, bool(fts.get("enforce_phase0_params", True))
+        )
+    except ScheduleError as err:  # enforce_phase0_params=false and an optimizer the run would refuse
+        problems.append(f"schedule.callbacks.fts.enforce_phase0_params: {err}")
+        phase0 = None
+    phase0_lr, phase0_scheduler = (phase0.lrs, phase0.scheduler) if phase0 is not None else ("?", "?")
+    groups = phase0.n_groups if phase0 is not None else None
     base_max_lr = fts.get("base_max_lr", defaults.BASE_MAX_LR)
-    default_lr = _fmt_lr(base_max_lr) if base_max_lr is not None else phase0_lr
+    first_lr = phase0.first_lr if phase0 is not None else None
     if groups is not None:
         try:
             check_phase_directives(
@@ -158,7 +166,8 @@ def plan_phases(cfg: DictConfig, model: pl.LightningModule) -> Plan:
         if phase.index == 0:
             lr, scheduler = phase0_lr, phase0_scheduler
         else:
-            lr = _fmt_lr(phase.lr) if phase.lr is not None else default_lr
+            known = phase.lr is not None or base_max_lr is not None or first_lr is not None
+            lr = _fmt_lr(defaults.added_group_lr(phase.lr, base_max_lr, first_lr)) if known else "?"
             spec = reinit or phase.new_lr_scheduler
             scheduler = f"new {_describe_spec(spec)}" if spec else "continues"
         ends = _phase_end(phase.index, phase.max_transition_epoch, final, epoch_only, stopper, max_epochs)
@@ -169,12 +178,26 @@ def plan_phases(cfg: DictConfig, model: pl.LightningModule) -> Plan:
     return plan
 
 
+@dataclass
+class Phase0Optimizer:
+    lrs: str  # the distinct lrs of its groups, for the phase-0 row
+    scheduler: str
+    n_groups: int  # after the scheduler's enforce_phase0, as the run counts them
+    first_lr: float  # the lr later phases without their own lr start from when base_max_lr is None
+
+
 def _phase0_optimizer(
-    model: pl.LightningModule, trainable: Sequence[str], notes: list[str]
-) -> tuple[str, str, int] | None:
-    """``(lr, scheduler, n_groups)`` of ``configure_optimizers()`` called with only ``trainable`` thawed, as the
-    scheduler does at fit start (building an optimizer over meta tensors allocates nothing). ``None`` (and a note)
-    when it cannot run without a Trainer; the optimizer-dependent checks then wait for the real run."""
+    model: pl.LightningModule,
+    trainable: Sequence[str],
+    notes: list[str],
+    schedule: Schedule | None = None,
+    enforce: bool = True,
+) -> Phase0Optimizer | None:
+    """``configure_optimizers()`` called with only ``trainable`` thawed, as the scheduler does at fit start
+    (building an optimizer over meta tensors allocates nothing), then made to hold exactly the phase-0 parameters
+    as the scheduler's :func:`~ftexp.callbacks.phase_layout.enforce_phase0` does, so the group counts the plan
+    checks ``init_pg_lrs`` against are the run's. ``None`` (and a note) when it cannot run without a Trainer; the
+    optimizer-dependent checks then wait for the real run."""
     set_trainable(model, trainable)
     try:
         configured = model.configure_optimizers()
@@ -184,11 +207,14 @@ def _phase0_optimizer(
     optimizer, scheduler = _unpack_optimizers(configured)
     if optimizer is None:
         return None
-    groups = [g for g in optimizer.param_groups if any(p.requires_grad for p in g["params"])]
+    if schedule is not None:
+        enforce_phase0(schedule, optimizer, [], model, allowed_to_fix=enforce, apply_lambdas_new_pgs=False)
+    groups = [g for g in optimizer.param_groups if g["params"]]
     lrs = sorted({g["lr"] for g in groups}, reverse=True)
-    lr = ", ".join(_fmt_lr(v) for v in lrs) if lrs else "?"
     described = f"{type(scheduler).__name__} from configure_optimizers" if scheduler is not None else "constant lr"
-    return lr, described, len(groups)
+    return Phase0Optimizer(
+        ", ".join(_fmt_lr(v) for v in lrs) if lrs else "?", described, len(groups), optimizer.param_groups[0]["lr"]
+    )
 
 
 def _unpack_optimizers(configured: Any) -> tuple[torch.optim.Optimizer | None, Any]:

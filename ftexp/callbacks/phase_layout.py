@@ -27,7 +27,7 @@ from ftexp.callbacks.optim_surgery import (
     restrict_to,
     truncate_group_lists,
 )
-from ftexp.schedule import LRSchedulerSpec, OptimizerSpec, Schedule, ScheduleError, split_no_decay
+from ftexp.schedule import LRSchedulerSpec, OptimizerSpec, Schedule, ScheduleError, defaults, split_no_decay
 
 
 @dataclass
@@ -129,7 +129,7 @@ class PhaseLayout:
             if depth == last and latest_lrs is not None:
                 latest_lrs.apply(trainer)
             optimizer = trainer.optimizers[0]
-            lr = phase.lr if phase.lr is not None else self.default_lr
+            lr = defaults.added_group_lr(phase.lr, self.base_max_lr, self.phase0_lr)
             groups = add_phase_groups(optimizer, params, phase.params, lr, no_decay)
             lr_spec = self.lr_spec_of(depth)
             if lr_spec is not None:
@@ -168,7 +168,8 @@ class PhaseLayout:
 
     @property
     def default_lr(self) -> float:
-        return self.base_max_lr if self.base_max_lr is not None else self.phase0_lr
+        """The lr of groups whose phase gives none."""
+        return defaults.added_group_lr(None, self.base_max_lr, self.phase0_lr)
 
     def _warn_lambdas_once(self, trainer: pl.Trainer) -> None:
         uses_lambdas = any(hasattr(c.scheduler, "lr_lambdas") for c in trainer.lr_scheduler_configs)

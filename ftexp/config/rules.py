@@ -15,6 +15,17 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 SLURM_LAUNCHER = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+# the config keys errors about the schedule and lr_reinit's scheduler are reported under, here and by the run
+SCHEDULE_KEY = "schedule.callbacks.fts.ft_schedule"
+REINIT_KEY = "lr_reinit.reinit_lr_cfg"
+MISSING_REINIT_LR = f"{REINIT_KEY}: lr_reinit=implicit needs the LR scheduler to start each phase"
+
+
+def is_preset(ft_schedule: object) -> bool:
+    """A preset is given as a node with a ``_target_`` (a function building the schedule from the model)."""
+    return OmegaConf.is_dict(ft_schedule) and "_target_" in ft_schedule
+
+
 LOCAL_GPUS_LAUNCHER = "hydra_plugins.ftexp_launchers.local_gpus.LocalGPUsLauncher"
 
 
@@ -36,7 +47,7 @@ def _check_lr_reinit(cfg: DictConfig, problems: list[str]) -> None:
         )
     if choice == "implicit":
         if not cfg.lr_reinit.get("reinit_lr_cfg"):
-            problems.append("lr_reinit.reinit_lr_cfg: lr_reinit=implicit needs the LR scheduler to start each phase")
+            problems.append(MISSING_REINIT_LR)
         if fts is None:
             problems.append(f"lr_reinit=implicit: schedule={schedule} has no phase transitions to reinitialize at")
 
@@ -48,9 +59,9 @@ def _check_schedule_file(cfg: DictConfig, problems: list[str]) -> None:
 
     fts = scheduler_node(cfg)
     ft_schedule = fts.get("ft_schedule") if fts is not None else None
-    if ft_schedule is None or (OmegaConf.is_dict(ft_schedule) and "_target_" in ft_schedule):
+    if ft_schedule is None or is_preset(ft_schedule):
         return
-    key = "schedule.callbacks.fts.ft_schedule"
+    key = SCHEDULE_KEY
     if isinstance(ft_schedule, str) and not Path(ft_schedule).is_file():
         problems.append(f"{key}: schedule file does not exist: {ft_schedule}")
         return

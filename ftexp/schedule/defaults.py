@@ -10,3 +10,11 @@ BASE_MAX_LR = 1e-5  # lr of the groups a phase adds when it gives no `lr`
 MONITOR = "val_loss"  # what early stopping and the best checkpoint watch
 MODE = "min"
 PATIENCE = 3  # validation checks without improvement that end a phase
+
+
+def added_group_lr(phase_lr: float | None, base_max_lr: float | None, phase0_lr: float) -> float:
+    """The lr of the groups a phase adds: the phase's own ``lr``, else ``base_max_lr``, else the lr of the
+    optimizer's first phase-0 group (FTS's rule); the run and the dry-run plan both ask this function."""
+    if phase_lr is not None:
+        return phase_lr
+    return base_max_lr if base_max_lr is not None else phase0_lr

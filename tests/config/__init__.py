@@ -1,0 +1,1 @@
+"""Specifications of the config groups and their validation (compose API and python -m ftexp)."""
