@@ -8,6 +8,7 @@ line (:func:`unknown_override_hints`), with the same wording the config checks u
 from __future__ import annotations
 
 import difflib
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,16 @@ def did_you_mean(name: str, options: Any) -> str:
     is close."""
     close = difflib.get_close_matches(name, [str(o) for o in options], n=1, cutoff=0.6)
     return f", did you mean {close[0]}?" if close else ""
+
+
+def _accepts(target: str, argument: str) -> bool:
+    """Whether the class or function ``target`` names takes ``argument`` (imported only for such a hint)."""
+    from hydra.utils import get_object
+
+    try:
+        return argument in inspect.signature(get_object(target)).parameters
+    except (ImportError, AttributeError, TypeError, ValueError):
+        return False
 
 
 def unknown_override_hints(overrides: list[str], config_dir: Path, config_name: str = "config") -> list[str]:
@@ -50,8 +61,12 @@ def unknown_override_hints(overrides: list[str], config_dir: Path, config_name: 
         node: Any = cfg
         for part in key.split("."):
             if not OmegaConf.is_dict(node) or part not in node:
-                options = list(node) if OmegaConf.is_dict(node) else []
-                hints.append(f"unknown key {key}{did_you_mean(part, options)}")
+                target = node.get("_target_") if OmegaConf.is_dict(node) else None
+                if target is not None and _accepts(str(target), part):
+                    hints.append(f"{key} is an argument of {target} that the config does not list: add it with +{key}=")
+                else:
+                    options = list(node) if OmegaConf.is_dict(node) else []
+                    hints.append(f"unknown key {key}{did_you_mean(part, options)}")
                 break
             try:
                 node = node[part]

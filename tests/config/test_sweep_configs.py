@@ -100,3 +100,16 @@ def test_job_dirs_are_named_by_the_overrides_that_set_the_jobs_apart():
     assert job_dirname(["data.data_dir=/data/rte", "seed=1"]) == "data.data_dir=_data_rte,seed=1", "no nested dirs"
     assert len(job_dirname([f"model.optimizer.lr={'1' * 300}"])) == 100
     assert job_dirname(["+sweep=presets"]) == "job"
+
+
+def test_the_readme_names_the_directory_a_named_sweep_writes_to():
+    """The README's `python -m ftexp.summarize multirun/compare_schedules/<timestamp>` is where +sweep=... writes."""
+    import re
+
+    from omegaconf import OmegaConf
+
+    cfg = compose_config(None, "+sweep=compare_schedules", hydra=True)
+    sweep_dir = OmegaConf.select(cfg, "hydra.sweep.dir")
+    readme = (REPO / "README.md").read_text()
+    (example,) = re.findall(r"python -m ftexp\.summarize (multirun/\S+)/<timestamp>", readme)
+    assert re.fullmatch(rf"{re.escape(example)}/\d{{4}}-\d\d-\d\d_\d\d-\d\d-\d\d\.\d+", sweep_dir), (example, sweep_dir)

@@ -71,7 +71,7 @@ def test_a_value_of_the_wrong_type_is_named_with_what_was_expected(tmp_path, ove
 
 
 def test_values_the_annotation_allows_pass(tmp_path):
-    assert problems(tmp_path, "trainer.max_epochs=null", "trainer.devices=auto", "+trainer.precision=bf16-mixed") == []
+    assert problems(tmp_path, "trainer.max_epochs=null", "trainer.devices=auto", "trainer.precision=bf16-mixed") == []
     assert problems(tmp_path, "trainer.limit_train_batches=0.5", "model.optimizer.lr=1") == [], "an int is a float"
 
 
@@ -144,6 +144,29 @@ def test_command_line_keys_missing_from_the_config_get_the_closest_key():
         "unknown key trainer.max_epoch, did you mean max_epochs?",
         "unknown key traner.max_epochs, did you mean trainer?",
     ]
+
+
+def test_a_real_trainer_argument_the_config_does_not_list_is_pointed_to_plus():
+    """benchmark is a pytorch_lightning.Trainer argument the trainer group leaves out: the hint says how to add it,
+    not 'unknown key'."""
+    assert unknown_override_hints(["trainer.benchmark=true"], CONFIG_DIR) == [
+        "trainer.benchmark is an argument of pytorch_lightning.Trainer that the config does not list: add it with "
+        "+trainer.benchmark="
+    ]
+
+
+def test_the_trainer_options_fine_tuning_changes_override_without_plus(tmp_path):
+    overrides = (
+        "trainer.precision=bf16-mixed",
+        "trainer.gradient_clip_val=1.0",
+        "trainer.gradient_clip_algorithm=value",
+        "trainer.accumulate_grad_batches=4",
+        "trainer.val_check_interval=0.5",
+        "trainer.check_val_every_n_epoch=2",
+    )
+    assert problems(tmp_path, *overrides) == []
+    cfg = compose_config(tmp_path, *overrides)
+    assert (cfg.trainer.precision, cfg.trainer.accumulate_grad_batches) == ("bf16-mixed", 4)
 
 
 def test_hints_look_up_keys_in_the_config_the_group_choices_compose():
