@@ -174,9 +174,38 @@ def print_config_tree(cfg: DictConfig, save_to: Path) -> None:
         Console(file=file, width=120, color_system=None).print(tree)
 
 
+def phases_line(record: RunRecord) -> str | None:
+    """How far the schedule got, said plainly when the run ended before its final phase (a run that never left the
+    head-only phase looks like a weak model otherwise)."""
+    if record.final_depth is None or record.reached_depth is None:
+        return None
+    reached, final = record.reached_depth, record.final_depth
+    if reached >= final:
+        return f"reached the final phase, {final} (phases 0..{final})"
+    last_start = record.transitions[-1].epoch if record.transitions else 0
+    epochs = record.epochs_run if record.epochs_run is not None else "?"
+    return (
+        f"ended in phase {reached} of {final} after {epochs} epochs: no transition since epoch {last_start} "
+        "(early stopping never ended the phase and no max_transition_epoch was reached; see min_delta / patience)"
+    )
+
+
+def metrics_line(record: RunRecord) -> str | None:
+    shown = {}
+    if record.best is not None and record.best.monitor in record.best.metrics:
+        shown[f"best {record.best.monitor}"] = (
+            f"{record.best.metrics[record.best.monitor]:.4g} (epoch {record.best.epoch})"
+        )
+    if record.test is not None:
+        shown.update({name: f"{value:.4g}" for name, value in record.test.metrics.items()})
+    return ", ".join(f"{name} {value}" for name, value in shown.items()) or None
+
+
 @rank_zero_only
 def report_locations(record: RunRecord) -> None:
     places = {
+        "phases": phases_line(record),
+        "metrics": metrics_line(record),
         "run dir": record.run_dir,
         "result": record.result_file,
         "best ckpt": record.best_checkpoint,

@@ -180,6 +180,11 @@ def test_python_m_ftexp_runs_each_schedule_option_and_leaves_its_files_in_the_ru
     run_dir = tmp_path / "run"
     done = python_m_ftexp(tmp_path, f"schedule={option}", f"hydra.run.dir={run_dir}", *QUICK)
     assert done.returncode == 0, done.stderr[-3000:]
+    console = done.stdout + done.stderr
+    assert "Tip: For seamless cloud logging" not in console and "`srun` command is available" not in console
+    assert "outputs:" in console and "  metrics " in console
+    if option != "nofts":
+        assert "  phases " in console
 
     result = json.loads((run_dir / "result.json").read_text())
     assert (result["scenario"], result["seed"], result["status"]) == (option, 42, "completed")
