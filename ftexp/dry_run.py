@@ -96,7 +96,7 @@ def plan_phases(cfg: DictConfig, model: pl.LightningModule) -> Plan:
     would stop the run at start-up. The model's ``requires_grad`` flags are changed."""
     numel = {name: p.numel() for name, p in model.named_parameters()}
     all_names = list(numel)
-    header = [f"schedule={cfg.schedule.name}", f"lr_reinit={cfg.lr_reinit.name}"]
+    header = [f"schedule={cfg.schedule.name}", _lr_reinit_effect(cfg.lr_reinit.name, None, [])]
     notes: list[str] = []
     problems: list[str] = []
     plan = Plan(type(model).__name__, len(numel), sum(numel.values()), header, [], [], notes, problems)
@@ -119,6 +119,7 @@ def plan_phases(cfg: DictConfig, model: pl.LightningModule) -> Plan:
 
     schedule = run_schedule.schedule
     header.append(f"{run_schedule.kind} schedule {run_schedule.source}")
+    new_scheduler_phases: list[int] = []
     if run_schedule.replaced_lr_schedulers:
         notes.append(replaced_schedulers_note(cfg.lr_reinit.name, run_schedule))
     if run_schedule.never_thawed:
@@ -170,12 +171,29 @@ def plan_phases(cfg: DictConfig, model: pl.LightningModule) -> Plan:
             lr = _fmt_lr(defaults.added_group_lr(phase.lr, base_max_lr, first_lr)) if known else "?"
             spec = reinit or phase.new_lr_scheduler
             scheduler = f"new {_describe_spec(spec)}" if spec else "continues"
+            if spec and phase.index <= final:
+                new_scheduler_phases.append(phase.index)
         ends = _phase_end(phase.index, phase.max_transition_epoch, final, epoch_only, stopper, max_epochs)
         tensors = len(phase.params)
         weights = sum(numel[n] for n in phase.params)
         plan.rows.append(PhaseRow(phase.index, phase.params, tensors, weights, lr, scheduler, ends))
         plan.parameters.append(", ".join(_compact(phase.params, all_names)))
+    header[1] = _lr_reinit_effect(cfg.lr_reinit.name, run_schedule.kind, new_scheduler_phases, final)
     return plan
+
+
+def _lr_reinit_effect(choice: str, kind: str | None, new_scheduler_phases: Sequence[int], final: int = 0) -> str:
+    """What the lr_reinit choice does to this run, said as its effect: the default choice, explicit, means "as the
+    schedule says", which for a generated schedule (no new_lr_scheduler anywhere) is no reinitialization at all.
+    ``kind`` is None for an unscheduled run (one phase); ``final`` is the last phase the run reaches."""
+    if kind is None:
+        return f"one phase: no LR scheduler reinitialization (lr_reinit={choice} has nothing to do)"
+    if not new_scheduler_phases:
+        why = f": no new_lr_scheduler in the {kind} schedule's phases 0..{final}" if choice == "explicit" else ""
+        return f"no LR scheduler reinitialization (lr_reinit={choice}{why})"
+    phases = ", ".join(map(str, new_scheduler_phases))
+    why = ": as the schedule says" if choice == "explicit" else ""
+    return f"new LR scheduler in phase{'s' if len(new_scheduler_phases) > 1 else ''} {phases} (lr_reinit={choice}{why})"
 
 
 @dataclass

@@ -5,7 +5,7 @@ working directory, and writes everything under ``cfg.paths.output_dir``::
 
     <run_dir>/
       .hydra/                 composed config, Hydra's own settings, the command-line overrides
-      config_tree.log         the resolved config, as printed at start
+      config_tree.log         the resolved config as a tree (the console says where it is)
       checkpoints/            best and last.ckpt (a rerun in the same dir resumes from last.ckpt)
       tensorboard/            event files
       <Module>_ft_schedule.yaml   the resolved fine-tuning schedule (scheduled scenarios)
@@ -126,7 +126,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         pl.seed_everything(cfg.seed, workers=True)
         objects = build(cfg)
         recorder.run_dir.mkdir(parents=True, exist_ok=True)
-        print_config_tree(cfg, recorder.run_dir / "config_tree.log")
+        save_config_tree(cfg, recorder.run_dir / "config_tree.log")
         if ckpt_path:
             log.info(f"resuming from {ckpt_path}")
         objects.trainer.fit(objects.model, datamodule=objects.datamodule, ckpt_path=ckpt_path)
@@ -160,18 +160,21 @@ def evaluate_best(objects: RunObjects) -> TestResult:
 
 
 @rank_zero_only
-def print_config_tree(cfg: DictConfig, save_to: Path) -> None:
-    """Print the resolved config as a tree (top-level values first, then one branch per group) and save the same
-    text to ``save_to``."""
+def save_config_tree(cfg: DictConfig, save_to: Path) -> None:
+    """Write the resolved config as a tree (top-level values first, then one branch per group) to ``save_to``, wide
+    enough that no value is cut, and say where it is in one console line (rank 0 only: one file, one line)."""
     tree = Tree("config", guide_style="dim")
     values = {key: value for key, value in cfg.items() if not OmegaConf.is_config(value)}
     branches = {"(top level)": OmegaConf.create(values)} | {k: v for k, v in cfg.items() if OmegaConf.is_config(v)}
+    longest = 0
     for key, node in branches.items():
         text = OmegaConf.to_yaml(node, resolve=True).rstrip()
+        longest = max([longest, *map(len, text.splitlines())])
         tree.add(f"[bold]{key}[/bold]").add(Syntax(text, "yaml", theme="ansi_dark", background_color="default"))
-    Console().print(tree)
     with save_to.open("w") as file:
-        Console(file=file, width=120, color_system=None).print(tree)
+        # the tree's guides indent each value by 8 columns: a console this wide crops nothing
+        Console(file=file, width=max(120, longest + 8), color_system=None).print(tree)
+    log.info(f"config tree: {save_to}")
 
 
 def phases_line(record: RunRecord) -> str | None:

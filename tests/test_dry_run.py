@@ -184,7 +184,34 @@ def test_python_m_ftexp_dry_run_prints_the_table_and_trains_nothing(tmp_path):
     assert "phase plan of SequenceClassifier" in done.stdout
     assert "new CosineAnnealingLR(T_max=8, eta_min=1e-05)" in done.stdout
     assert "no problems found" in done.stdout
-    assert {path.name for path in run_dir.iterdir()} <= {".hydra", "train.log"}, "Hydra's own files only"
+    assert list(tmp_path.iterdir()) == [], "not even the run dir: no .hydra/, no train.log"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "effect"),
+    [
+        (("schedule=explicit",), "new LR scheduler in phase 2 (lr_reinit=explicit: as the schedule says)"),
+        (
+            ("schedule=implicit",),
+            "no LR scheduler reinitialization (lr_reinit=explicit: no new_lr_scheduler in the implicit schedule's "
+            "phases 0..4)",
+        ),
+        (("schedule=implicit", "lr_reinit=implicit"), "new LR scheduler in phases 1, 2, 3, 4 (lr_reinit=implicit)"),
+        (("schedule=explicit", "lr_reinit=none"), "no LR scheduler reinitialization (lr_reinit=none)"),
+        (
+            ("schedule=explicit", "schedule.callbacks.fts.max_depth=1"),
+            "no LR scheduler reinitialization (lr_reinit=explicit: no new_lr_scheduler in the explicit schedule's "
+            "phases 0..1)",
+        ),
+        (("schedule=nofts",), "one phase: no LR scheduler reinitialization (lr_reinit=explicit has nothing to do)"),
+    ],
+)
+def test_the_plan_header_says_what_the_lr_reinit_choice_does_to_this_schedule(tmp_path, overrides, effect):
+    """lr_reinit=explicit, the default, means "as the schedule says": for a generated schedule, nothing."""
+    plan = plan_of(tmp_path, *overrides)
+    assert plan.header[1] == effect
+    restarts = [row.index for row in plan.rows if row.scheduler.startswith("new ") and "not reached" not in row.ends]
+    assert ("new LR scheduler" in effect) == bool(restarts), "the header and the table agree"
 
 
 def test_a_scheduler_with_init_pg_lrs_is_shown_with_the_lrs_its_groups_restart_at():

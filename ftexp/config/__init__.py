@@ -12,17 +12,17 @@ tasks vs. trainer devices, schedule files that do not exist or do not parse). Th
 - :mod:`~ftexp.config.typecheck`: one node against its schema or target signature (keys, types, interpolations);
 - :mod:`~ftexp.config.rules`: the rules between groups, and the nodes they read (:func:`scheduler_node`);
 - :mod:`~ftexp.config.validate`: all of it, as one :class:`ConfigError` (:func:`validate_config`);
-- :mod:`~ftexp.config.callback`: :class:`ValidateConfig`, the Hydra callback that validates before any directory
-  is created;
-- :mod:`~ftexp.config.hints`: "did you mean", also for the command-line overrides Hydra refuses while composing
-  (:func:`unknown_override_hints`).
+- :mod:`~ftexp.config.callback`: the Hydra callbacks that act before any directory is created: :class:`ValidateConfig`
+  and ``DryRunPlan`` (``dry_run=true`` prints the plan and stops there);
+- :mod:`~ftexp.config.hints`: "did you mean", also for the command-line keys Hydra would refuse while composing,
+  which ``python -m ftexp`` reports before Hydra starts (:func:`refused_override_keys`).
 
 Which overrides tell the jobs of a sweep apart is :mod:`ftexp.overrides`, outside this package: the sweep summary
 shares it without importing Hydra.
 """
 
 from ftexp.config.callback import ValidateConfig
-from ftexp.config.hints import unknown_override_hints
+from ftexp.config.hints import refused_override_keys, unknown_override_hints
 from ftexp.config.rules import LOCAL_GPUS_LAUNCHER, scheduler_node
 from ftexp.config.tree import CONFIG_DIR, PACKAGE_DIR, instantiate
 from ftexp.config.validate import ConfigError, config_problems, validate_config
@@ -35,6 +35,7 @@ __all__ = [
     "ValidateConfig",
     "config_problems",
     "instantiate",
+    "refused_override_keys",
     "scheduler_node",
     "unknown_override_hints",
     "validate_config",

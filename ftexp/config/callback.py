@@ -1,17 +1,22 @@
-"""The Hydra callback that validates a config before Hydra creates the run or sweep dir (``hydra.callbacks`` in
-``ftexp/conf/config.yaml``): a failed start touches nothing, not even an earlier run's dir that ``hydra.run.dir``
-points at. A module of its own because it is the one piece that depends on Hydra's run-time state.
+"""The Hydra callbacks that act before Hydra creates the run or sweep dir (``hydra.callbacks`` in
+``ftexp/conf/config.yaml``): :class:`ValidateConfig`, so that a failed start touches nothing, not even an earlier
+run's dir that ``hydra.run.dir`` points at, and :class:`DryRunPlan`, so that ``dry_run=true`` leaves nothing behind.
+A module of its own because it is the one piece that depends on Hydra's run-time state.
 """
 
 from __future__ import annotations
 
 import copy
 import sys
+import traceback
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import CompactHydraException
 from hydra.experimental.callback import Callback as HydraCallback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -41,18 +46,49 @@ class ValidateConfig(HydraCallback):
 
     @staticmethod
     def _validate_or_exit(config: DictConfig, dir_key: str) -> None:
-        # ${hydra:runtime.output_dir} resolves only once Hydra has set up the job: validate a copy in which it is the
-        # directory Hydra is about to create, as run_job() will set it
-        job = copy.deepcopy(config)
-        with open_dict(job.hydra.runtime):
-            job.hydra.runtime.output_dir = str(Path(str(OmegaConf.select(job, dir_key))).absolute())
-        hydra_config = HydraConfig.instance()
-        previous = hydra_config.cfg
-        hydra_config.set_config(job)
-        try:
+        with as_the_job_sees_it(config, dir_key) as job:
             problems = config_problems(job)
-        finally:
-            hydra_config.cfg = previous
         if problems:
             print(ConfigError(problems), file=sys.stderr)
             sys.exit(1)
+
+
+class DryRunPlan(HydraCallback):
+    """Hydra callback (``hydra.callbacks`` in config.yaml, after :class:`ValidateConfig`): for ``dry_run=true``,
+    print the phase plan (:func:`ftexp.dry_run.dry_run`) and end the process before Hydra's job runner creates the
+    run dir, ``.hydra/`` and ``train.log``: a dry run leaves nothing behind. The exit status is 1 when the plan
+    finds problems. (A sweep, ``-m``, with ``dry_run=true`` still gets Hydra's sweep and job dirs: its jobs print
+    their plans from :func:`ftexp.train.run`.)"""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if not config.get("dry_run"):
+            return
+        from ftexp.dry_run import dry_run  # torch and the model code: only for a dry run
+
+        with as_the_job_sees_it(config, "hydra.run.dir") as job:
+            try:
+                dry_run(job)
+            except CompactHydraException as err:  # ConfigError: the problems are listed under the table
+                print(err, file=sys.stderr)
+                sys.exit(1)
+            except Exception:  # Hydra would only warn about a callback's error, and then run the job
+                traceback.print_exc()
+                sys.exit(1)
+        sys.exit(0)
+
+
+@contextmanager
+def as_the_job_sees_it(config: DictConfig, dir_key: str) -> Iterator[DictConfig]:
+    """A copy of ``config`` in which ``${hydra:runtime.output_dir}`` is the directory Hydra is about to create at
+    ``dir_key`` (as run_job() will set it; it resolves only once Hydra has set up the job), installed as Hydra's
+    config while the block runs. Nothing is created."""
+    job = copy.deepcopy(config)
+    with open_dict(job.hydra.runtime):
+        job.hydra.runtime.output_dir = str(Path(str(OmegaConf.select(job, dir_key))).absolute())
+    hydra_config = HydraConfig.instance()
+    previous = hydra_config.cfg
+    hydra_config.set_config(job)
+    try:
+        yield job
+    finally:
+        hydra_config.cfg = previous

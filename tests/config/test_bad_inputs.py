@@ -56,7 +56,7 @@ CASES = {
     ),
     "unknown key": (
         lambda tmp: ["trainer.max_epoch=3"],
-        ["Could not override 'trainer.max_epoch'", "unknown key trainer.max_epoch, did you mean max_epochs?"],
+        ["invalid config: unknown key trainer.max_epoch, did you mean max_epochs?"],
     ),
     "wrong type": (
         lambda tmp: ["seed=abc"],

@@ -12,6 +12,7 @@ from ftexp.config import (
     ConfigError,
     ValidateConfig,
     config_problems,
+    refused_override_keys,
     unknown_override_hints,
     validate_config,
 )
@@ -139,8 +140,8 @@ def test_the_hydra_callback_warns_that_the_slurm_launcher_needs_multirun(tmp_pat
 
 # ------------------------------------------------------------------ command-line keys Hydra itself refuses
 def test_command_line_keys_missing_from_the_config_get_the_closest_key():
-    overrides = ["schedule=implicit", "trainer.max_epoch=3", "traner.max_epochs=3", "seed=3", "+new=1", "-m"]
-    assert unknown_override_hints(overrides, CONFIG_DIR) == [
+    argv = ["schedule=implicit", "trainer.max_epoch=3", "traner.max_epochs=3", "seed=3", "+new=1", "-m"]
+    assert refused_override_keys(argv, CONFIG_DIR) == [
         "unknown key trainer.max_epoch, did you mean max_epochs?",
         "unknown key traner.max_epochs, did you mean trainer?",
     ]
