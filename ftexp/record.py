@@ -151,10 +151,33 @@ class TransitionRecord:
 
 
 @dataclass
+class ParamGroupRecord:
+    """One parameter group of the optimizer, in the optimizer's order (LearningRateMonitor's ``pg1`` is the first):
+    the phase that added it, its weight decay (``0.0`` for a phase's ``no_decay`` group), how many tensors it holds
+    and the modules they belong to, named as the largest modules its phase thaws completely
+    (``["model.bert.encoder.layer.1"]``; a parameter's own name where its phase takes only part of a module)."""
+
+    phase: int | None = None
+    weight_decay: float | None = None
+    tensors: int | None = None
+    modules: list[str] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain_fields(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ParamGroupRecord:
+        return _from_plain_fields(cls, data, "a parameter group")
+
+
+@dataclass
 class AttemptRecord:
     """One attempt at the run (a process that started it, or resumed it from a checkpoint): when it started, from
     which checkpoint, under which SLURM job, how it ended, the epochs it trained (``start_epoch`` up to, not
-    including, ``end_epoch``) and its wall time."""
+    including, ``end_epoch``), its wall time and the CPU time it used (``cpu_time_s``: user + system time of the
+    process and of the child processes it waited for, such as DataLoader workers; under ddp rank 0's only, see
+    :func:`ftexp.results.cpu_seconds`; left out of files written before it was recorded)."""
 
     started_at: str | None = None  # ISO 8601, UTC
     resumed_from: str | None = None
@@ -163,10 +186,11 @@ class AttemptRecord:
     start_epoch: int | None = None
     end_epoch: int | None = None
     wall_time_s: float | None = None
+    cpu_time_s: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return _plain_fields(self)
+        return _plain_fields(self, left_out_when_none=("cpu_time_s",))
 
     @classmethod
     def from_dict(cls, data: Any) -> AttemptRecord:
@@ -181,8 +205,9 @@ class RunRecord:
 
     The parts a run may not reach are ``None`` when it did not, and are then left out of the file: ``test`` (not
     tested), ``error`` (no failure), what the fit left (``epochs_run`` to ``history``: absent when the run failed
-    before its trainer was built; ``transitions``, ``reached_depth`` and ``schedule_path`` only for a scheduled run),
-    and ``rank_errors`` (a multi-process run where other ranks failed too).
+    before its trainer was built; ``transitions``, ``reached_depth`` and ``schedule_path`` only for a scheduled run;
+    ``param_groups`` when the run had an optimizer), ``rank_errors`` (a multi-process run where other ranks failed
+    too) and ``cpu_time_s`` (files written before it was recorded, or a run resumed from such an attempt).
     """
 
     name: str | None = None
@@ -202,6 +227,7 @@ class RunRecord:
     phases_run: list[PhaseStart] | None = None
     transitions: list[TransitionRecord] | None = None
     trainable_params_per_phase: dict[str, int] | None = None  # by depth, as a string
+    param_groups: list[ParamGroupRecord] | None = None  # the optimizer's groups when the fit ended
     final_depth: int | None = None  # the schedule's last depth
     reached_depth: int | None = None
     schedule_path: str | None = None  # the resolved schedule file
@@ -216,6 +242,7 @@ class RunRecord:
     rank_errors: dict[str, str] | None = None  # by rank, as a string
     attempts: list[AttemptRecord] | None = None
     wall_time_s: float | None = None  # summed over the attempts
+    cpu_time_s: float | None = None  # summed over the attempts; None when one of them did not record it
     extra: dict[str, Any] = field(default_factory=dict)  # keys this version does not know
 
     def to_dict(self) -> dict[str, Any]:
@@ -281,6 +308,7 @@ _LISTS = {
     "transitions": TransitionRecord.from_dict,
     "history": EpochRow.from_dict,
     "attempts": AttemptRecord.from_dict,
+    "param_groups": ParamGroupRecord.from_dict,
 }
 
 

@@ -18,7 +18,7 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.accelerators import CPUAccelerator, CUDAAccelerator
-from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.callbacks import Callback, LearningRateMonitor
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from ftexp.callbacks import FinetuningScheduler
@@ -29,6 +29,7 @@ from ftexp.record import (
     AttemptRecord,
     BestEpoch,
     EpochRow,
+    ParamGroupRecord,
     PhaseStart,
     RunRecord,
     RunStatus,
@@ -36,6 +37,8 @@ from ftexp.record import (
     TransitionRecord,
 )
 from ftexp.schedule import defaults
+from ftexp.schedule.names import count_by_module, module_prefixes
+from ftexp.schedule.optim_specs import group_counts
 
 if TYPE_CHECKING:
     from ftexp.train import RunObjects
@@ -44,14 +47,20 @@ log = logging.getLogger(__name__)
 
 
 class EpochMetrics(Callback):
-    """Records the epoch-level metrics (train, validation, fine-tuning depth) at the end of every training epoch,
-    when Lightning has reduced them. The history travels in checkpoints, so a resumed run reports every epoch of
-    the run, not only those since the resume (``first_epoch`` says where this process started)."""
+    """Records the epoch-level metrics (train, validation, fine-tuning depth, learning rates) at the end of every
+    training epoch, when Lightning has reduced them. The history travels in checkpoints, so a resumed run reports
+    every epoch of the run, not only those since the resume (``first_epoch`` says where this process started).
+
+    Learning rates are those LearningRateMonitor logged in the epoch: ``trainer.callback_metrics`` keeps every value
+    ever put in it, so after a phase replaced the LR scheduler it still holds the old scheduler's last lrs
+    (``lr-AdamW/pg1`` beside the new ``phase2_cosine/pg1``), which a row must not repeat as if they were current.
+    """
 
     def __init__(self) -> None:
         self.history: list[dict[str, float]] = []
         self.first_epoch = 0
         self._resumed_history: list[dict[str, float]] | None = None
+        self._learning_rates = LoggedLearningRates()
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.first_epoch = trainer.current_epoch  # > 0 after a resume
@@ -59,7 +68,9 @@ class EpochMetrics(Callback):
             self.history, self._resumed_history = self._resumed_history, None
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        row = {"epoch": trainer.current_epoch, **scalars(trainer.callback_metrics)}
+        stale = self._learning_rates.not_logged_this_epoch(trainer)
+        metrics = {name: value for name, value in scalars(trainer.callback_metrics).items() if name not in stale}
+        row = {"epoch": trainer.current_epoch, **metrics}
         # an epoch cut short by a preemption is trained again after the resume: keep its final row only
         self.history = [r for r in self.history if r["epoch"] < row["epoch"]] + [row]
 
@@ -71,19 +82,44 @@ class EpochMetrics(Callback):
         self._resumed_history = list(state_dict.get("history", []))
 
 
+class LoggedLearningRates:
+    """Which of LearningRateMonitor's names it logged since the last call: the names whose list of logged values
+    (``LearningRateMonitor.lrs``: name -> values, one appended whenever the name is logged; Lightning 2.6) grew.
+    A name it renamed (``lr-AdamW`` becomes ``lr-AdamW/pg1`` when a second group is added) or stopped logging (its
+    scheduler was replaced) did not grow. tests/test_results_learning_rates.py fails when this changes."""
+
+    def __init__(self) -> None:
+        self._counts: dict[str, int] = {}
+        self._seen: set[str] = set()
+
+    def not_logged_this_epoch(self, trainer: pl.Trainer) -> set[str]:
+        """The metric names (the lrs and their ``-momentum`` and ``-weight_decay`` companions) of every name a
+        LearningRateMonitor of ``trainer`` has used and did not log since the last call."""
+        counts: dict[str, int] = {}
+        for monitor in trainer.callbacks:
+            if isinstance(monitor, LearningRateMonitor):
+                for name, values in monitor.lrs.items():
+                    counts[name] = counts.get(name, 0) + len(values)
+        logged = {name for name, count in counts.items() if count > self._counts.get(name, 0)}
+        self._counts, self._seen = counts, self._seen | set(counts)
+        return {name + suffix for name in self._seen - logged for suffix in ("", "-momentum", "-weight_decay")}
+
+
 class RunRecorder:
     """The bookkeeping of one attempt at a run, in one place: its :class:`~ftexp.record.RunRecord`, begun before
     anything is built (``failed`` until the attempt says otherwise), told how the attempt ended (:meth:`fit_ended`,
     :meth:`stopped`) and, however it ended, completed with what the fit left and written (:meth:`finish`).
 
     A resumed run carries the earlier attempts on: ``history``, ``transitions`` and ``attempts`` cover the whole
-    run, ``wall_time_s`` is the sum over attempts. A start that fails never overwrites the ``result.json`` an earlier
-    attempt left in the same run dir. Under DDP rank 0 writes the file; when several ranks fail, ``error`` is the
-    first failure, naming its rank, and ``rank_errors`` holds each rank's (:mod:`ftexp.rank_errors`).
+    run, ``wall_time_s`` and ``cpu_time_s`` are sums over attempts (:func:`cpu_seconds` says what CPU time counts).
+    A start that fails never overwrites the ``result.json`` an earlier attempt left in the same run dir. Under DDP
+    rank 0 writes the file; when several ranks fail, ``error`` is the first failure, naming its rank, and
+    ``rank_errors`` holds each rank's (:mod:`ftexp.rank_errors`).
     """
 
     def __init__(self, cfg: DictConfig, ckpt_path: str | None, overrides: list[str]) -> None:
         self._started, self._started_wall, self._failed_at = time.perf_counter(), time.time(), 0.0
+        self._started_cpu = cpu_seconds()
         self._last_checkpoint = Path(cfg.paths.checkpoint_dir) / "last.ckpt"
         self._requeue: PreemptionCheckpoint | None = None
         self.run_dir = Path(cfg.paths.output_dir)
@@ -139,9 +175,12 @@ class RunRecorder:
         attempt.start_epoch = objects.metrics.first_epoch if objects is not None else None
         attempt.end_epoch = objects.trainer.current_epoch if objects is not None else None
         attempt.wall_time_s = round(time.perf_counter() - self._started, 2)
+        attempt.cpu_time_s = round(cpu_seconds() - self._started_cpu, 2)
         earlier = (self.earlier.attempts or []) if self.earlier is not None and attempt.resumed_from else []
         record.attempts = [*earlier, attempt]
         record.wall_time_s = round(sum(a.wall_time_s or 0.0 for a in record.attempts), 2)
+        cpu_times = [a.cpu_time_s for a in record.attempts if a.cpu_time_s is not None]
+        record.cpu_time_s = round(sum(cpu_times), 2) if len(cpu_times) == len(record.attempts) else None
         if objects is not None or self.earlier is None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             write_record(record)
@@ -154,6 +193,15 @@ class RunRecorder:
         failure: dict[str, Any] = {"error": self.record.error}
         attribute_failure(failure, self.run_dir, rank_zero_only.rank, self._failed_at, since=self._started_wall)
         self.record.error, self.record.rank_errors = failure["error"], failure.get("rank_errors")
+
+
+def cpu_seconds() -> float:
+    """CPU time (user + system) used so far by this process, all its threads, and the child processes it has
+    waited for: DataLoader workers (unless persistent) and ddp_spawn's rank processes, which end before the record
+    is written. Under ddp, where this process is rank 0 and each other rank a process of its own (on other nodes, or
+    started by rank 0 and still running when the record is written), only rank 0's time counts."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
 
 
 def record_fit(record: RunRecord, objects: RunObjects, last_checkpoint: Path) -> None:
@@ -171,6 +219,7 @@ def record_fit(record: RunRecord, objects: RunObjects, last_checkpoint: Path) ->
     record.best = best_epoch(history, monitor, mode)
     record.final = EpochRow.from_dict(history[-1]) if history else EpochRow()
     record_phases(record, objects.fts, objects.model, objects.metrics.first_epoch)
+    record.param_groups = param_groups(objects.trainer, objects.model, objects.fts)
     record.total_params = sum(p.numel() for p in objects.model.parameters())
     score = checkpoint.best_model_score if checkpoint is not None else None
     record.best_checkpoint = (checkpoint.best_model_path or None) if checkpoint is not None else None
@@ -226,6 +275,58 @@ def record_phases(
     record.final_depth = fts.final_depth
     record.reached_depth = fts.curr_depth
     record.schedule_path = str(fts.schedule_path) if fts.schedule_path else None
+
+
+def param_groups(
+    trainer: pl.Trainer, module: pl.LightningModule, fts: FinetuningScheduler | None
+) -> list[ParamGroupRecord] | None:
+    """The optimizer's parameter groups as the fit left them (``None`` without an optimizer): for each, the phase
+    that added it, its weight decay, its tensors and the modules they sit in (:class:`ParamGroupRecord`).
+
+    Phases only ever append groups (replays after a restore or a resume append them in the same order), so a
+    group's index says its phase: phase 0 holds the groups the optimizer started with, and every later phase the
+    number :func:`~ftexp.schedule.optim_specs.group_counts` gives, empty groups included. Without a scheduler every
+    group is phase 0's.
+    """
+    if not trainer.optimizers:
+        return None
+    groups = trainer.optimizers[0].param_groups
+    name_of = {id(p): name for name, p in module.named_parameters()}
+    names = [[name_of[id(p)] for p in group["params"] if id(p) in name_of] for group in groups]
+    if fts is not None and fts.schedule is not None:
+        phases = [list(phase.params) for phase in fts.schedule.phases]
+        added = group_counts(fts.schedule.truncated(fts.curr_depth), 0, getattr(module, "no_decay", None))
+        phase0_groups = len(groups) - added[-1]
+        ends = [phase0_groups + count for count in added] if phase0_groups >= 0 else []  # one past each phase's
+    else:
+        phases, ends = [[name for group in names for name in group]], [len(groups)]
+    module_of = {
+        name: label for phase in phases for name, label in largest_modules(phase, list(name_of.values())).items()
+    }
+    records = []
+    for index, (group, group_names) in enumerate(zip(groups, names, strict=True)):
+        phase = next((depth for depth, end in enumerate(ends) if index < end), None)
+        weight_decay = group.get("weight_decay")
+        records.append(
+            ParamGroupRecord(
+                phase=phase,
+                weight_decay=float(weight_decay) if isinstance(weight_decay, int | float) else None,
+                tensors=len(group_names),
+                modules=list(dict.fromkeys(module_of.get(name, name) for name in group_names)),
+            )
+        )
+    return records
+
+
+def largest_modules(names: list[str], all_names: list[str]) -> dict[str, str]:
+    """For each of ``names``, the largest module all of whose parameters (among ``all_names``) are in ``names``;
+    the name itself when ``names`` hold only part of its innermost module. (The dry-run plan describes a phase's
+    parameters by the same rule.)"""
+    under, covered = count_by_module(all_names), count_by_module(names)
+    return {
+        name: next((prefix for prefix in module_prefixes(name) if covered.get(prefix) == under[prefix]), name)
+        for name in names
+    }
 
 
 def hardware_summary(trainer: pl.Trainer) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from ftexp.record import (
     AttemptRecord,
     BestEpoch,
     EpochRow,
+    ParamGroupRecord,
     PhaseStart,
     RecordError,
     RunRecord,
@@ -63,6 +64,10 @@ def full_record() -> RunRecord:
             )
         ],
         trainable_params_per_phase={"0": 10, "1": 1034},
+        param_groups=[
+            ParamGroupRecord(phase=0, weight_decay=0.01, tensors=2, modules=["model.classifier"]),
+            ParamGroupRecord(phase=1, weight_decay=0.0, tensors=4, modules=["model.encoder.layer.1"]),
+        ],
         final_depth=1,
         reached_depth=1,
         schedule_path="/runs/0/SequenceClassifier_ft_schedule.yaml",
@@ -75,12 +80,13 @@ def full_record() -> RunRecord:
         history=[EpochRow(epoch=0, metrics={"val_loss": 0.7}), row],
         rank_errors={"0": "RuntimeError: Connection closed by peer", "1": "RuntimeError: boom"},
         attempts=[
-            AttemptRecord("2026-12-03T10:00:00+00:00", None, "41", RunStatus.REQUEUED, 0, 1, 30.0),
+            AttemptRecord("2026-12-03T10:00:00+00:00", None, "41", RunStatus.REQUEUED, 0, 1, 30.0, 55.0),
             AttemptRecord(
-                "2026-12-03T10:05:00+00:00", "/runs/0/checkpoints/last.ckpt", "41", RunStatus.FAILED, 1, 2, 12.5
+                "2026-12-03T10:05:00+00:00", "/runs/0/checkpoints/last.ckpt", "41", RunStatus.FAILED, 1, 2, 12.5, 20.0
             ),
         ],
         wall_time_s=42.5,
+        cpu_time_s=75.0,
     )
 
 
@@ -94,8 +100,9 @@ def test_the_json_has_the_keys_in_the_order_run_writes_them():
     assert list(full_record().to_dict()) == [
         *IDENTITY,
         *["test", "error", "epochs_run", "best", "final", "phases_run", "transitions", "trainable_params_per_phase"],
-        *["final_depth", "reached_depth", "schedule_path", "total_params", "best_checkpoint", "best_score"],
-        *["last_checkpoint", "tensorboard_dir", "hardware", "history", "rank_errors", "attempts", "wall_time_s"],
+        *["param_groups", "final_depth", "reached_depth", "schedule_path", "total_params", "best_checkpoint"],
+        *["best_score", "last_checkpoint", "tensorboard_dir", "hardware", "history", "rank_errors", "attempts"],
+        *["wall_time_s", "cpu_time_s"],
     ]
     best = full_record().to_dict()["best"]
     assert list(best) == ["monitor", "mode", "epoch", "val_loss", "val_acc", "lr-AdamW/pg1"]
@@ -150,6 +157,16 @@ def test_checkpoint_and_event_paths_are_written_as_null_with_the_fit_and_the_sch
     )
     assert "schedule_path" not in fit
     assert RunRecord(epochs_run=3, reached_depth=1).to_dict()["schedule_path"] is None
+
+
+def test_cpu_time_and_parameter_groups_are_left_out_when_not_recorded_as_files_before_them_did():
+    record = RunRecord(epochs_run=3, attempts=[AttemptRecord(wall_time_s=1.0)], wall_time_s=1.0)
+    assert "cpu_time_s" not in record.to_dict() and "param_groups" not in record.to_dict()
+    assert "cpu_time_s" not in record.to_dict()["attempts"][0]
+    group = {"phase": 1, "weight_decay": 0.0, "tensors": 4, "modules": ["model.encoder.layer.1"]}
+    again = RunRecord.from_dict({"param_groups": [group], "cpu_time_s": 3.5, "attempts": [{"cpu_time_s": 3.5}]})
+    assert again.param_groups == [ParamGroupRecord(phase=1, weight_decay=0.0, tensors=4, modules=group["modules"])]
+    assert (again.cpu_time_s, again.attempts[0].cpu_time_s) == (3.5, 3.5)
 
 
 def test_a_transition_without_a_restore_record_leaves_it_out_as_files_before_it_did():

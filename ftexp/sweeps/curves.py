@@ -6,14 +6,22 @@ the epoch of the first ``epoch`` point at or after it: validation metrics land o
 LearningRateMonitor's ``logging_interval: epoch`` values on its first. A step past the last ``epoch`` point belongs
 to the epoch still running. When an epoch was logged twice (a job resumed from an earlier ``last.ckpt``), the later
 value wins.
+
+Learning rates are read per parameter group (:meth:`Curves.learning_rates`): LearningRateMonitor names a group's lr
+after the optimizer or the scheduler that drives it (``lr-AdamW/pg3``, then ``phase2_cosine/pg3`` once a phase
+replaced the scheduler), so the names of one group are joined into one series, ``pg3``.
+
+Reading event files never prints TensorBoard's INFO lines (:func:`read_tensorboard`).
 """
 
 from __future__ import annotations
 
 import bisect
 import itertools
+import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,8 +31,9 @@ from ftexp.sweeps.runs import Job
 Points = list[tuple[int, float]]  # (epoch, value), sorted by epoch
 
 # LearningRateMonitor names: lr-<Optimizer>[/pg<N> or /<group name>], or <scheduler name>/pg<N> for a named
-# scheduler (a schedule's new_lr_scheduler); its momentum values (<name>-momentum) are not learning rates
+# scheduler (a schedule's new_lr_scheduler); its momentum and weight decay values are not learning rates
 _LR_TAG = re.compile(r"^(lr-.+|[^/]+/pg\d+)$")
+_NOT_LR = ("-momentum", "-weight_decay")
 
 
 @dataclass
@@ -35,9 +44,39 @@ class Curves:
     def lr_tags(self) -> list[str]:
         return [tag for tag in self.scalars if is_lr_tag(tag)]
 
+    def learning_rates(self) -> dict[str, Points]:
+        """The lr of each parameter group by epoch, one series per group whatever LearningRateMonitor called it:
+        ``{"pg1": [...], "pg2": [...]}`` in group order (a group the optimizer names keeps its name, the lr of an
+        optimizer with one group is ``pg1``). At an epoch logged under several names (``result.json`` files whose
+        history kept a replaced scheduler's last lrs), the name that appeared last, the newer scheduler's, wins."""
+        first_epoch = {tag: self.scalars[tag][0][0] for tag in self.lr_tags() if self.scalars[tag]}
+        by_group: dict[str, dict[int, float]] = {}
+        for tag in sorted(first_epoch, key=first_epoch.__getitem__):  # older names first, newer ones overwrite
+            series = by_group.setdefault(lr_group(tag), {})
+            series.update(self.scalars[tag])
+        return {group: sorted(by_group[group].items()) for group in sorted(by_group, key=group_order)}
+
 
 def is_lr_tag(tag: str) -> bool:
-    return bool(_LR_TAG.match(tag)) and not tag.endswith("-momentum")
+    return bool(_LR_TAG.match(tag)) and not tag.endswith(_NOT_LR)
+
+
+def lr_group(tag: str) -> str:
+    """The parameter group a LearningRateMonitor name is about: ``phase2_cosine/pg3`` -> ``pg3``; ``lr-AdamW``
+    (an optimizer with a single group) -> ``pg1``."""
+    return tag.rpartition("/")[2] if "/" in tag else "pg1"
+
+
+def group_index(group: str) -> int | None:
+    """The optimizer's index of a group of :meth:`Curves.learning_rates`: ``pg1`` -> 0; ``None`` for a named one."""
+    number = group[2:] if group.startswith("pg") else ""
+    return int(number) - 1 if number.isdigit() else None
+
+
+def group_order(group: str) -> tuple[int, int, str]:
+    """A sort key: ``pg2`` before ``pg10``, named groups last."""
+    index = group_index(group)
+    return (0, index, "") if index is not None else (1, 0, group)
 
 
 def event_dirs(job_dir: Path) -> list[Path]:
@@ -50,11 +89,12 @@ def read_tensorboard(directories: Iterable[Path]) -> dict[str, Points]:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     by_tag: dict[str, list[tuple[int, float]]] = {}  # tag -> (step, value) in file order
-    for directory in directories:
-        accumulator = EventAccumulator(str(directory), size_guidance={"scalars": 0})
-        accumulator.Reload()
-        for tag in accumulator.Tags()["scalars"]:
-            by_tag.setdefault(tag, []).extend((event.step, event.value) for event in accumulator.Scalars(tag))
+    with _quiet_tensorboard_info():
+        for directory in directories:
+            accumulator = EventAccumulator(str(directory), size_guidance={"scalars": 0})
+            accumulator.Reload()
+            for tag in accumulator.Tags()["scalars"]:
+                by_tag.setdefault(tag, []).extend((event.step, event.value) for event in accumulator.Scalars(tag))
     epoch_at = sorted(by_tag.pop("epoch", []))
     steps, epochs = [step for step, _ in epoch_at], [int(epoch) for _, epoch in epoch_at]
 
@@ -69,6 +109,25 @@ def read_tensorboard(directories: Iterable[Path]) -> dict[str, Points]:
         values = {epoch_of(step): value for step, value in points}
         scalars[tag] = sorted(values.items())
     return scalars
+
+
+class _DropInfo(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING
+
+
+@contextmanager
+def _quiet_tensorboard_info() -> Iterator[None]:
+    """While event files are read: TensorBoard's reader logs a "Directory watcher advancing from <file> to <file>"
+    INFO line for every event file, on its ``tensorboard`` logger; in a Hydra process, whose logging prints INFO,
+    that is a screen of noise under the sweep's table. A filter on that one logger, for that time, drops its INFO
+    and DEBUG records; no level changes, and its warnings and errors still show."""
+    logger, quiet = logging.getLogger("tensorboard"), _DropInfo()
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
 
 
 def history_curves(history: list[EpochRow]) -> dict[str, Points]:
@@ -101,11 +160,12 @@ def load_curves(jobs: Iterable[Job]) -> dict[Path, Curves]:
     return {job.dir: job_curves(job) for job in jobs}
 
 
-def phase_starts(job: Job, curves: Curves | None = None) -> list[int]:
-    """Epochs at which a later phase began: ``result.json``'s transitions, plus the epochs where the logged
-    ``finetuning_depth`` rises (which also covers attempts before a resume, and jobs still running)."""
-    transitions = (job.result.transitions if job.result is not None else None) or []
-    starts = {t.epoch for t in transitions if isinstance(t.epoch, int)}
+def phase_starts(job: Job, curves: Curves | None = None) -> dict[int, int]:
+    """The epoch at which each later phase began, by depth: ``result.json``'s transitions, and the epochs where the
+    logged ``finetuning_depth`` rises (which also covers attempts before a resume, and jobs still running);
+    ``{1: 3, 2: 6}``. The transitions win where both say something."""
     depth = (curves.scalars if curves else {}).get("finetuning_depth", [])
-    starts |= {epoch for (_, before), (epoch, after) in itertools.pairwise(depth) if after > before}
-    return sorted(starts)
+    starts = {int(after): epoch for (_, before), (epoch, after) in itertools.pairwise(depth) if after > before}
+    transitions = (job.result.transitions if job.result is not None else None) or []
+    starts |= {t.depth: t.epoch for t in transitions if isinstance(t.depth, int) and isinstance(t.epoch, int)}
+    return dict(sorted(starts.items()))

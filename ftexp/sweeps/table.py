@@ -10,10 +10,15 @@ Decisions (also printed under the markdown table, :func:`legend`):
   is NaN or was never logged, which the markdown shows as ``(n=k)``.
 - Every status counts, including one outside :data:`STATUSES` (``unknown`` for a ``result.json`` without a status,
   a status of a newer writer as it is): ``not_completed`` lists them all.
-- Compute sums **every** job that wrote ``result.json``, whatever its status (a failed job used its hardware too):
-  GPU-hours = wall time x devices for GPU jobs; CPU-hours = wall time x ``cpu_threads`` x devices (processes) for
-  CPU jobs. Jobs whose hardware is unknown (older files whose config left the accelerator to Lightning) count in
-  neither.
+- Phases reached are shown per completed seed, in seed order as ``seeds_completed`` (``1, 3, 3 of 3``): a mean
+  of 2.3 would hide a seed that never left phase 0.
+- Cost sums **every** job that wrote ``result.json``, whatever its status (a failed job used its hardware too), in
+  two measures. *Allotted*: what the jobs held, GPU-hours = wall time x devices for GPU jobs, CPU-hours = wall time
+  x ``cpu_threads`` x devices (processes) for CPU jobs; jobs whose hardware is unknown (older files whose config
+  left the accelerator to Lightning) count in neither. *CPU time used*: the CPU time the jobs' processes recorded
+  (``cpu_time_s``: user + system, with the DataLoader workers; rank 0's only under ddp), in CPU-hours; where the
+  CPUs were shared (an oversubscribed node) or waiting, it is below the allotted CPU-hours. Files written before
+  it was recorded leave it out (the cell says of how many jobs it is).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from ftexp.sweeps.scenarios import Scenario, ScenarioSet
 
 STATUSES = tuple(RunStatus)  # a column each; the four a run records, then running/missing
 METRICS = ("best_val_acc", "best_val_loss", "test_acc", "test_loss")
+MAX_SEEDS_LISTED = 5  # phases reached: listed seed by seed up to this many, else as a range
 
 
 @dataclass(frozen=True)
@@ -58,17 +64,18 @@ def phases_reached(record: RunRecord) -> int | None:
 
 
 def compute_hours(wall: Any, hw: dict[str, Any]) -> dict[str, float | None]:
-    """``{"gpu_hours": ..., "cpu_hours": ...}`` a job used in ``wall`` seconds on the hardware ``hw``
-    (:func:`ftexp.sweeps.runs.hardware`; see the module docstring); ``None`` where unknown. It takes the hardware
-    rather than the job because :func:`job_row` needs the hardware too, and it may come from parsing the config."""
-    hours: dict[str, float | None] = {"gpu_hours": None, "cpu_hours": None}
+    """``{"allotted_gpu_hours": ..., "allotted_cpu_hours": ...}`` a job held for ``wall`` seconds on the hardware
+    ``hw`` (:func:`ftexp.sweeps.runs.hardware`; see the module docstring); ``None`` where unknown. It takes the
+    hardware rather than the job because :func:`job_row` needs the hardware too, and it may come from parsing the
+    config."""
+    hours: dict[str, float | None] = {"allotted_gpu_hours": None, "allotted_cpu_hours": None}
     if not isinstance(wall, int | float):
         return hours
     devices = hw.get("devices")
     if hw.get("accelerator") == "gpu" and isinstance(devices, int):
-        hours["gpu_hours"] = wall * devices / 3600
+        hours["allotted_gpu_hours"] = wall * devices / 3600
     elif hw.get("accelerator") == "cpu" and isinstance(hw.get("cpu_threads"), int):
-        hours["cpu_hours"] = wall * hw["cpu_threads"] * (devices if isinstance(devices, int) else 1) / 3600
+        hours["allotted_cpu_hours"] = wall * hw["cpu_threads"] * (devices if isinstance(devices, int) else 1) / 3600
     return hours
 
 
@@ -92,6 +99,7 @@ def job_row(job: Job, label: str, sweep_dir: Path) -> dict[str, Any]:
         "phases_reached": phases_reached(record),
         "phases_total": record.final_depth + 1 if isinstance(record.final_depth, int) else None,
         "wall_time_s": record.wall_time_s,
+        "cpu_time_s": record.cpu_time_s,
         "accelerator": hw.get("accelerator"),
         "devices": hw.get("devices"),
         "cpu_threads": hw.get("cpu_threads"),
@@ -109,7 +117,10 @@ def job_rows(scenarios: ScenarioSet, sweep_dir: Path) -> list[dict[str, Any]]:
 def scenario_row(scenario: Scenario, jobs: list[dict[str, Any]]) -> dict[str, Any]:
     """One scenario as flat values (a row of ``summary.csv``) from the rows of its jobs: counts per status, then mean,
     std and number of values of each metric."""
-    done = [row for row in jobs if row["status"] == RunStatus.COMPLETED]
+    done = sorted(  # in seed order: seeds_completed and phases_reached_per_seed list the seeds alike
+        (row for row in jobs if row["status"] == RunStatus.COMPLETED),
+        key=lambda row: (row["seed"] is None, row["seed"] if row["seed"] is not None else 0),
+    )
     counts = Counter(row["status"] for row in jobs)
     row: dict[str, Any] = {
         "scenario": scenario.label,
@@ -126,13 +137,17 @@ def scenario_row(scenario: Scenario, jobs: list[dict[str, Any]]) -> dict[str, An
         row[f"{metric}_n"] = summary.n if summary else 0
     row["epochs_mean"] = _mean([r["epochs_run"] for r in done])
     row["phases_reached_mean"] = _mean([r["phases_reached"] for r in done])
+    row["phases_reached_per_seed"] = " ".join(_text(r["phases_reached"]) for r in done)  # as seeds_completed
     totals = {r["phases_total"] for r in jobs if r["phases_total"] is not None}  # one schedule: one value
     row["phases_total"] = totals.pop() if len(totals) == 1 else None
     wall = _mean([r["wall_time_s"] for r in done])
     row["wall_time_min_mean"] = wall / 60 if wall is not None else None
-    for unit in ("gpu_hours", "cpu_hours"):
+    for unit in ("allotted_gpu_hours", "allotted_cpu_hours"):
         known = [r[unit] for r in jobs if r[unit] is not None]
         row[unit] = sum(known) if known else None
+    used = [r["cpu_time_s"] for r in jobs if r["cpu_time_s"] is not None]
+    row["cpu_time_used_hours"] = sum(used) / 3600 if used else None
+    row["cpu_time_used_n"] = len(used)
     return row
 
 
@@ -161,17 +176,18 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     if any(row["test_acc_mean"] is not None or row["test_loss_mean"] is not None for row in rows):
         metrics += [("test acc", "test_acc", 3), ("test loss", "test_loss", 4)]
     header = ["scenario", "completed", *(title for title, _, _ in metrics)]
-    header += ["epochs", "phases", "wall (min)", "compute", "not completed"]
+    header += ["epochs", "phases reached", "wall (min)", "allotted", "CPU time used", "not completed"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         cells = [row["scenario"].replace("|", "\\|"), f"{row['completed']}/{row['jobs']}"]
         cells += [_metric_cell(row, name, digits) for _, name, digits in metrics]
-        phases = _number(row["phases_reached_mean"], 1)
-        if row["phases_total"] is not None and row["phases_reached_mean"] is not None:
-            phases += f" of {row['phases_total']}"
         wall = row["wall_time_min_mean"]
-        cells += [_number(row["epochs_mean"], 1), phases, _number(wall, 1 if wall is None or wall >= 1 else 2)]
-        cells += [_compute(row), row["not_completed"]]
+        cells += [
+            _number(row["epochs_mean"], 1),
+            _phases_cell(row),
+            _number(wall, 1 if wall is None or wall >= 1 else 2),
+        ]
+        cells += [_allotted(row), _cpu_time_used(row), row["not_completed"]]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -204,9 +220,12 @@ def legend(scenarios: ScenarioSet) -> str:
     return (
         f"Validation metrics at each job's best epoch ({chosen_by}) and test metrics of its best checkpoint: mean ± "
         "sample std over the completed jobs (± —: a single value; (n=k): only k of the completed jobs have the "
-        "metric, the others' value is NaN or missing). Epochs, phases reached (of the schedule's total) and wall "
-        "time: means over the completed jobs. Compute: summed over every job that wrote result.json, whatever its "
-        "status; GPU-h = wall time x devices, CPU-h = wall time x cpu_threads x processes."
+        "metric, the others' value is NaN or missing). Epochs and wall time: means over the completed jobs. Phases "
+        "reached: each completed job's, in seed order (of the schedule's total). Allotted and CPU time used: summed "
+        "over every job that wrote result.json, whatever its status; allotted = what the jobs held, GPU-h = wall "
+        "time x devices, CPU-h = wall time x cpu_threads x processes; CPU time used = the user + system CPU time "
+        "the jobs' processes recorded (with their DataLoader workers; rank 0's only under ddp), in CPU-hours: below "
+        "the allotted CPU-h where the CPUs were shared or waiting."
     )
 
 
@@ -234,13 +253,44 @@ def _number(value: float | None, digits: int) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
-def _compute(row: dict[str, Any]) -> str:
+def _phases_cell(row: dict[str, Any]) -> str:
+    """``1, 3, 3 of 3``: each completed seed's phases reached, in seed order; with more than
+    :data:`MAX_SEEDS_LISTED` seeds the range and the median (``1-3 of 3, median 3``)."""
+    values = row["phases_reached_per_seed"].split()
+    if not values or all(value == "?" for value in values):
+        return "n/a"
+    numbers = sorted(int(value) for value in values if value != "?")
+    if len(values) <= MAX_SEEDS_LISTED:
+        cell = ", ".join(values)
+    else:
+        cell = f"{numbers[0]}-{numbers[-1]}" if numbers[0] != numbers[-1] else str(numbers[0])
+    if row["phases_total"] is not None:
+        cell += f" of {row['phases_total']}"
+    if len(values) > MAX_SEEDS_LISTED and numbers[0] != numbers[-1]:
+        cell += f", median {statistics.median(numbers):g}"
+    return cell
+
+
+def _allotted(row: dict[str, Any]) -> str:
     parts = [
         f"{row[unit]:.3g} {name}"
-        for unit, name in (("gpu_hours", "GPU-h"), ("cpu_hours", "CPU-h"))
+        for unit, name in (("allotted_gpu_hours", "GPU-h"), ("allotted_cpu_hours", "CPU-h"))
         if row[unit] is not None
     ]
     return " + ".join(parts) or "n/a"
+
+
+def _cpu_time_used(row: dict[str, Any]) -> str:
+    """The CPU-hours the jobs recorded; ``(k of m jobs)`` when only k of the m jobs that wrote result.json did."""
+    if row["cpu_time_used_hours"] is None:
+        return "n/a"
+    recorded = row["jobs"] - row[_column(RunStatus.RUNNING_OR_MISSING)]
+    partial = f" ({row['cpu_time_used_n']} of {recorded} jobs)" if row["cpu_time_used_n"] < recorded else ""
+    return f"{row['cpu_time_used_hours']:.3g} CPU-h{partial}"
+
+
+def _text(value: Any) -> str:
+    return "?" if value is None else str(value)
 
 
 def _one_line(text: str) -> str:

@@ -34,7 +34,9 @@ def test_a_directory_without_jobs_is_an_error_message_and_exit_status_1(tmp_path
 
 @pytest.mark.slow
 def test_the_sweep_callback_left_the_summary_and_printed_the_table(real_sweep):
-    assert "| schedule=nofts | 2/2 |" in (real_sweep.parent / "stdout.log").read_text()
+    printed = (real_sweep.parent / "stdout.log").read_text()
+    assert "| schedule=nofts | 2/2 |" in printed
+    assert "Directory watcher" not in printed, "reading the event files for the plots prints nothing"
     for name in ("summary.md", "summary.csv", "jobs.csv", "plots/val_curves.png", "plots/lr.png"):
         assert (real_sweep / name).is_file(), name
 
@@ -49,10 +51,12 @@ def test_a_real_sweep_is_summarized_into_a_table_and_valid_png_plots(real_sweep,
     rows = {row["scenario"]: row for row in read_csv(out / "summary.csv")}
     assert list(rows) == ["schedule=nofts", "schedule=explicit"]
     assert [(row["jobs"], row["completed"], row["seeds_completed"]) for row in rows.values()] == [("2", "2", "1 2")] * 2
-    assert float(rows["schedule=explicit"]["phases_reached_mean"]) == 2.0  # phase 1 begins at epoch 3 of 4
+    assert rows["schedule=explicit"]["phases_reached_per_seed"] == "2 2"  # phase 1 begins at epoch 3 of 4
     assert rows["schedule=explicit"]["phases_total"] == "3"
+    assert "| 2, 2 of 3 |" in done.stdout
     assert all(0 <= float(row["test_acc_mean"]) <= 1 for row in rows.values())
-    assert all(float(row["cpu_hours"]) > 0 for row in rows.values())  # result.json's hardware: 1 process, 1 thread
+    assert all(float(row["allotted_cpu_hours"]) > 0 for row in rows.values())  # result.json's hardware: 1 thread
+    assert all(float(row["cpu_time_used_hours"]) > 0 for row in rows.values())
     assert len(read_csv(out / "jobs.csv")) == 4
     for name in ("val_curves.png", "lr.png"):
         height, width, _ = matplotlib.image.imread(out / "plots" / name).shape

@@ -53,10 +53,10 @@ def test_the_markdown_row_shows_mean_plus_minus_std_and_a_dash_for_one_seed(fake
     table = markdown_table(list(rows_of(fake_sweep).values()))
     lines = table.splitlines()
     assert lines[0] == (
-        "| scenario | completed | best val acc | best val loss | epochs | phases | wall (min) | compute "
-        "| not completed |"
+        "| scenario | completed | best val acc | best val loss | epochs | phases reached | wall (min) | allotted "
+        "| CPU time used | not completed |"
     )
-    assert lines[2].startswith("| schedule=nofts | 2/2 | 0.610 ± 0.014 | 0.6500 ± 0.0141 | 6.0 | 1.0 of 1 | 1.0 |")
+    assert lines[2].startswith("| schedule=nofts | 2/2 | 0.610 ± 0.014 | 0.6500 ± 0.0141 | 6.0 | 1, 1 of 1 | 1.0 |")
     assert lines[3].startswith("| schedule=implicit | 1/2 | 0.700 ± — | 0.5500 ± — |")
     assert lines[3].endswith("| 1 running/missing |")
     assert lines[4].startswith("| schedule=explicit | 1/2 | 0.800 ± — |")
@@ -98,7 +98,9 @@ def test_requeued_jobs_and_jobs_completed_over_several_attempts_are_listed(tmp_p
     assert [r["attempts"] for r in job_rows(scenarios, tmp_path)] == [1, 2]
 
 
-def test_gpu_hours_are_wall_time_times_devices_and_cpu_hours_wall_time_times_threads_times_processes(tmp_path):
+def test_allotted_gpu_hours_are_wall_time_times_devices_and_cpu_hours_wall_time_times_threads_times_processes(
+    tmp_path,
+):
     gpu = {"accelerator": "gpu", "devices": 4, "num_nodes": 2, "cpu_threads": 8, "cuda_visible_devices": "0,1"}
     cpu = {"accelerator": "cpu", "devices": 2, "num_nodes": 1, "cpu_threads": 3, "cuda_visible_devices": None}
     write_job(tmp_path, "0", ["schedule=nofts", "seed=1"], result(wall_time_s=5400, hardware=gpu), num=0)
@@ -107,15 +109,42 @@ def test_gpu_hours_are_wall_time_times_devices_and_cpu_hours_wall_time_times_thr
     )
     write_job(tmp_path, "2", ["schedule=nofts", "seed=3"], num=2)  # running: nothing known yet
     write_job(tmp_path, "3", ["schedule=explicit", "seed=1"], result(wall_time_s=600, hardware=cpu), num=3)
-    assert compute_hours(5400, gpu) == {"gpu_hours": 6.0, "cpu_hours": None}
-    assert compute_hours(600, cpu) == {"gpu_hours": None, "cpu_hours": pytest.approx(1.0)}
-    assert compute_hours(None, gpu) == {"gpu_hours": None, "cpu_hours": None}
+    assert compute_hours(5400, gpu) == {"allotted_gpu_hours": 6.0, "allotted_cpu_hours": None}
+    assert compute_hours(600, cpu) == {"allotted_gpu_hours": None, "allotted_cpu_hours": pytest.approx(1.0)}
+    assert compute_hours(None, gpu) == {"allotted_gpu_hours": None, "allotted_cpu_hours": None}
     rows = rows_of(tmp_path)
-    assert rows["schedule=nofts"]["gpu_hours"] == 8.0  # the failed job's 2 GPU-hours count too
-    assert rows["schedule=nofts"]["cpu_hours"] is None
+    assert rows["schedule=nofts"]["allotted_gpu_hours"] == 8.0  # the failed job's 2 GPU-hours count too
+    assert rows["schedule=nofts"]["allotted_cpu_hours"] is None
     assert rows["schedule=nofts"]["wall_time_min_mean"] == 90.0  # the completed job only
     assert "| 8 GPU-h |" in markdown_table([rows["schedule=nofts"]])
     assert "| 1 CPU-h |" in markdown_table([rows["schedule=explicit"]])
+
+
+def test_the_cpu_time_the_jobs_used_is_shown_beside_the_cpu_hours_they_were_allotted(tmp_path):
+    cpu = {"accelerator": "cpu", "devices": 1, "num_nodes": 1, "cpu_threads": 4}
+    for seed, used in ((1, 1800.0), (2, 3600.0)):  # 1 h of wall time on 4 threads: 4 CPU-h allotted, each
+        payload = result(seed=seed, wall_time_s=3600, hardware=cpu, cpu_time_s=used, status="failed" * (seed == 2))
+        write_job(tmp_path, str(seed), ["schedule=explicit", f"seed={seed}"], payload, num=seed)
+    [row] = rows_of(tmp_path).values()
+    assert (row["allotted_cpu_hours"], row["cpu_time_used_hours"], row["cpu_time_used_n"]) == (8.0, 1.5, 2)
+    assert "| 8 CPU-h | 1.5 CPU-h |" in markdown_table([row])
+    assert [r["cpu_time_s"] for r in job_rows(group_scenarios(load_jobs(tmp_path)), tmp_path)] == [1800.0, 3600.0]
+    assert "CPU time used = the user + system CPU time the jobs' processes recorded" in legend(
+        group_scenarios(load_jobs(tmp_path))
+    )
+
+
+def test_cpu_time_used_is_blank_for_files_written_before_it_was_recorded_and_says_when_it_covers_fewer_jobs(
+    tmp_path,
+):
+    write_job(tmp_path, "1", ["schedule=explicit", "seed=1"], result(seed=1), num=1)
+    [row] = rows_of(tmp_path).values()
+    assert (row["cpu_time_used_hours"], row["cpu_time_used_n"]) == (None, 0)
+    assert markdown_table([row]).splitlines()[2].endswith("| n/a | n/a |  |")
+    write_job(tmp_path, "2", ["schedule=explicit", "seed=2"], result(seed=2, cpu_time_s=36.0), num=2)
+    write_job(tmp_path, "3", ["schedule=explicit", "seed=3"], num=3)  # still running: wrote no result.json yet
+    [row] = rows_of(tmp_path).values()
+    assert "| 0.01 CPU-h (1 of 2 jobs) |" in markdown_table([row])
 
 
 def test_phases_reached_from_reached_depth_or_without_a_schedule_the_one_phase_run():
@@ -123,6 +152,35 @@ def test_phases_reached_from_reached_depth_or_without_a_schedule_the_one_phase_r
     # no scheduler: phases_run holds the one phase, no reached_depth
     assert phases_reached(RunRecord.from_dict(result("nofts"))) == 1
     assert phases_reached(RunRecord()) is None
+
+
+def test_phases_reached_are_shown_seed_by_seed_so_that_a_seed_that_never_left_phase_0_shows(tmp_path):
+    for seed, depth in ((3, 4), (1, 0), (2, 2)):
+        payload = result("implicit", seed, reached_depth=depth, final_depth=4)
+        write_job(tmp_path, str(seed), ["schedule=implicit", f"seed={seed}"], payload, num=seed)
+    write_job(
+        tmp_path,
+        "4",
+        ["schedule=implicit", "seed=4"],
+        result("implicit", 4, "failed", reached_depth=1, final_depth=4),
+        num=4,
+    )
+    [row] = rows_of(tmp_path).values()
+    assert (row["seeds_completed"], row["phases_reached_per_seed"]) == ("1 2 3", "1 3 5")  # in seed order
+    assert row["phases_reached_mean"] == 3.0
+    assert "| 1, 3, 5 of 5 |" in markdown_table([row])
+    assert "Phases reached: each completed job's, in seed order (of the schedule's total)" in legend(
+        group_scenarios(load_jobs(tmp_path))
+    )
+
+
+def test_with_many_seeds_phases_reached_are_a_range_and_a_median(tmp_path):
+    for seed in range(1, 8):
+        payload = result("implicit", seed, reached_depth=min(seed, 4), final_depth=4)
+        write_job(tmp_path, str(seed), ["schedule=implicit", f"seed={seed}"], payload, num=seed)
+    [row] = rows_of(tmp_path).values()
+    assert row["phases_reached_per_seed"] == "2 3 4 5 5 5 5"
+    assert "| 2-5 of 5, median 5 |" in markdown_table([row])
 
 
 def test_an_old_result_without_the_new_fields_still_makes_a_row(tmp_path):
@@ -133,7 +191,7 @@ def test_an_old_result_without_the_new_fields_still_makes_a_row(tmp_path):
     [row] = rows_of(tmp_path).values()
     assert (row["scenario"], row["completed"], row["test_acc_mean"]) == ("explicit", 1, 0.6)
     assert (row["best_val_acc_mean"], row["phases_reached_mean"], row["phases_total"]) == (None, 2.0, 3)
-    assert (row["gpu_hours"], row["cpu_hours"]) == (None, None)
+    assert (row["allotted_gpu_hours"], row["allotted_cpu_hours"], row["cpu_time_used_hours"]) == (None, None, None)
     assert "| n/a | n/a |" in markdown_table([row])
 
 
