@@ -16,6 +16,7 @@ from typing import Any
 
 from ftexp.schedule.errors import ScheduleError
 from ftexp.schedule.model import ClassSpec, LRSchedulerSpec, OptimizerSpec, Phase, Schedule
+from ftexp.schedule.suggest import no_match_hint
 from ftexp.schedule.yaml_io import load_schedule_yaml
 
 PHASE_KEYS = ("params", "max_transition_epoch", "lr", "new_lr_scheduler", "new_optimizer")
@@ -306,9 +307,11 @@ def _expand_entry(entry: str, param_names: Sequence[str], known: set[str], sourc
         ) from err
     matched = [name for name in param_names if pattern.match(name)]
     if not matched:
-        close = difflib.get_close_matches(entry, param_names, n=3)
-        hint = f"; closest parameter names: {close}" if close else ""
         raise ScheduleError(
-            f"matches no parameter of the model{hint}", source=source, phase=phase, key="params", value=entry
+            f"matches no parameter of the model{no_match_hint(entry, param_names)}",
+            source=source,
+            phase=phase,
+            key="params",
+            value=entry,
         )
     return matched

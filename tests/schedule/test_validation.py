@@ -76,7 +76,10 @@ def fit_fails_before_training(tmp_path, model, callbacks, **trainer_kwargs) -> S
 
 # ---------------------------------------------------------------------------------------------- parameter resolution
 def test_a_name_matching_no_parameter_is_rejected_with_the_closest_names():
-    with pytest.raises(ScheduleError, match=r"matches no parameter of the model; closest parameter names") as err:
+    """(tests/schedule/test_suggest.py specifies the suggestions.)"""
+    with pytest.raises(
+        ScheduleError, match=r"matches no parameter of the model; did you mean 'net\.4\.weight'\?"
+    ) as err:
         resolved({0: {"params": ["net.6.*"]}, 1: {"params": ["net.4.wieght"]}})
     assert (err.value.source, err.value.phase, err.value.key, err.value.value) == (
         "<dict>",
