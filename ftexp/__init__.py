@@ -12,21 +12,25 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ftexp.callbacks import (
         DEPTH_METRIC,
+        EpochCheckpoint,
         FinetuningScheduler,
         FTSCheckpoint,
         FTSEarlyStopping,
         PhaseCheckpoint,
         PhaseEarlyStopping,
+        ResumableRandomState,
     )
     from ftexp.schedule import Schedule, ScheduleError, generate_schedule, load_schedule, presets
 
 _EXPORTS = {
     "DEPTH_METRIC": "ftexp.callbacks",
+    "EpochCheckpoint": "ftexp.callbacks",
     "FinetuningScheduler": "ftexp.callbacks",
     "FTSCheckpoint": "ftexp.callbacks",
     "FTSEarlyStopping": "ftexp.callbacks",
     "PhaseCheckpoint": "ftexp.callbacks",
     "PhaseEarlyStopping": "ftexp.callbacks",
+    "ResumableRandomState": "ftexp.callbacks",
     "Schedule": "ftexp.schedule",
     "ScheduleError": "ftexp.schedule",
     "generate_schedule": "ftexp.schedule",
@@ -36,11 +40,13 @@ _EXPORTS = {
 
 __all__ = [
     "DEPTH_METRIC",
+    "EpochCheckpoint",
     "FTSCheckpoint",
     "FTSEarlyStopping",
     "FinetuningScheduler",
     "PhaseCheckpoint",
     "PhaseEarlyStopping",
+    "ResumableRandomState",
     "Schedule",
     "ScheduleError",
     "generate_schedule",

@@ -1,11 +1,29 @@
-"""The checkpoint callback the scheduler adds when the user configured none that monitors a metric."""
+"""The checkpoint callbacks of a scheduled run.
+
+- :class:`PhaseCheckpoint`: a ``ModelCheckpoint`` with restore-best's defaults (FTS's ``FTSCheckpoint``), added by
+  the scheduler when no configured checkpoint monitors a metric.
+- :class:`EpochCheckpoint`: the best state *and* ``last.ckpt`` with one full write per epoch at most, written off
+  the training thread; what every Hydra scenario uses, so that compared scenarios pay the same for checkpoints.
+"""
 
 from __future__ import annotations
 
+import weakref
+from pathlib import Path
 from typing import Any
 
+import pytorch_lightning as pl
+from lightning_fabric.plugins import TorchCheckpointIO
 from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.utilities.rank_zero import rank_zero_info
 
+from ftexp.callbacks.checkpoint_writer import (
+    BackgroundCheckpointIO,
+    CheckpointWriteError,
+    flush_checkpoint_writes,
+    link_complete_file,
+    remove_partial_files,
+)
 from ftexp.schedule import defaults
 
 
@@ -13,10 +31,127 @@ class PhaseCheckpoint(ModelCheckpoint):
     """``ModelCheckpoint`` with the defaults restore-best needs: monitor ``val_loss`` (``min``), keep the best.
 
     Any monitoring ``ModelCheckpoint`` works with :class:`~ftexp.FinetuningScheduler`; this one only saves typing
-    and matches FTS's ``FTSCheckpoint`` defaults. For resumable runs add a second, unmonitored
-    ``ModelCheckpoint(save_last=True)``: since Lightning 2.6 a monitored checkpoint rewrites ``last.ckpt`` only
-    when it saves a new best, so its ``last.ckpt`` is not the latest state.
+    and matches FTS's ``FTSCheckpoint`` defaults. For resumable runs use :class:`EpochCheckpoint`: since Lightning
+    2.6 a monitored checkpoint rewrites ``last.ckpt`` only when it saves a new best, so its ``last.ckpt`` is not the
+    latest state.
     """
 
     def __init__(self, monitor: str = defaults.MONITOR, mode: str = defaults.MODE, **kwargs: Any) -> None:
         super().__init__(monitor=monitor, mode=mode, **kwargs)
+
+
+class EpochCheckpoint(PhaseCheckpoint):
+    """The best state (by ``monitor``) and ``last.ckpt`` (the latest state, every epoch), at most one full write
+    per epoch, each file written in the background and complete or not at all.
+
+    Lightning's way to get both is two callbacks (or ``save_last``), which write the same state twice on every
+    improving epoch, on the training thread. Here, when an epoch is a new best its file is written once and
+    ``last.ckpt`` is made a hard link to it; otherwise only ``last.ckpt`` is written. Both are saved at the end of the
+    training epoch (``save_on_train_epoch_end``), after validation and after the other callbacks recorded the
+    epoch, so that the two names hold the same state.
+
+    With ``background=True`` (the default) the strategy's plain ``TorchCheckpointIO`` is replaced at setup by
+    :class:`~ftexp.callbacks.checkpoint_writer.BackgroundCheckpointIO` (for every checkpoint of the run, the
+    preemption one included): the training thread copies the state to CPU memory and the next epoch starts while
+    the file is written. A strategy with its own checkpoint plugin (FSDP, DeepSpeed, a user's) keeps it. Pending
+    writes are finished before ``fit`` returns or raises, before a checkpoint file is read, and before a preempted
+    job hands over to be requeued; a failed write stops the run with :class:`CheckpointWriteError`.
+    """
+
+    def __init__(
+        self, monitor: str = defaults.MONITOR, mode: str = defaults.MODE, background: bool = True, **kwargs: Any
+    ) -> None:
+        kwargs.setdefault("save_last", True)
+        kwargs.setdefault("save_on_train_epoch_end", True)
+        super().__init__(monitor=monitor, mode=mode, **kwargs)
+        self.background = background
+        self._full_write: tuple[int, int, str] | None = None  # (epoch, global step, file) of the latest full write
+        self._last_named_step: int | None = None  # global step of the state last.ckpt holds
+
+    # ------------------------------------------------------------------ set-up and tear-down
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        if stage != "fit":
+            return
+        if self.background and type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+            trainer.strategy.checkpoint_io = BackgroundCheckpointIO(trainer.strategy.checkpoint_io)
+        if trainer.is_global_zero and self.dirpath:
+            for leftover in remove_partial_files(Path(self.dirpath)):
+                rank_zero_info(f"ftexp: removed {leftover}, a checkpoint an earlier process did not finish writing")
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        _raise_if_a_write_failed(trainer)
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        _raise_if_a_write_failed(trainer)
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        # Lightning tears nothing down after an exception: finish what is queued (the run may be resumed from it),
+        # without letting a write error hide the exception that ended the run
+        super().on_exception(trainer, pl_module, exception)
+        try:
+            flush_checkpoint_writes(trainer.strategy)
+        except CheckpointWriteError as error:
+            rank_zero_info(f"ftexp: {error}")
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            flush_checkpoint_writes(trainer.strategy)
+
+    # ------------------------------------------------------------------ one write per epoch
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._should_save_on_train_epoch_end(trainer):
+            self._save_epoch(trainer)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self._should_save_on_train_epoch_end(trainer):
+            self._save_epoch(trainer)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Lightning's would save last.ckpt here whenever none was saved, fast_dev_run included; ours names the state
+        # after every epoch, so only a fit that stopped between epochs (max_steps) has a newer state to save
+        if self.save_last and self._last_named_step != trainer.global_step and not trainer.fast_dev_run:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def _save_epoch(self, trainer: pl.Trainer) -> None:
+        if self._should_skip_saving_checkpoint(trainer):
+            return
+        candidates = self._monitor_candidates(trainer)
+        if self.save_last:
+            # part of the saved state: the best file, which last.ckpt may become, must already name it
+            self.last_model_path = self.format_checkpoint_name(candidates, self.CHECKPOINT_NAME_LAST)
+        if self._every_n_epochs >= 1 and (trainer.current_epoch + 1) % self._every_n_epochs == 0:
+            self._save_topk_checkpoint(trainer, candidates)
+        self._save_last_checkpoint(trainer, candidates)
+
+    def _save_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
+        super()._save_checkpoint(trainer, filepath)
+        self._full_write = (trainer.current_epoch, trainer.global_step, filepath)
+
+    def _save_last_checkpoint(self, trainer: pl.Trainer, monitor_candidates: dict[str, Any]) -> None:
+        if not self.save_last:
+            return
+        path = self.format_checkpoint_name(monitor_candidates, self.CHECKPOINT_NAME_LAST)
+        self.last_model_path, self._last_named_step = path, trainer.global_step
+        written = self._full_write
+        if written and written[:2] == (trainer.current_epoch, trainer.global_step) and written[2] != path:
+            self._link(trainer, written[2], path)  # this state was just written as the new best
+        else:
+            self._save_checkpoint(trainer, path)
+
+    def _link(self, trainer: pl.Trainer, target: str, path: str) -> None:
+        if not trainer.is_global_zero:
+            return
+        checkpoint_io = trainer.strategy.checkpoint_io
+        if isinstance(checkpoint_io, BackgroundCheckpointIO):
+            checkpoint_io.link_checkpoint(target, path)
+        else:
+            link_complete_file(Path(target), Path(path))
+        for logger in trainer.loggers:
+            logger.after_save_checkpoint(weakref.proxy(self))
+
+
+def _raise_if_a_write_failed(trainer: pl.Trainer) -> None:
+    checkpoint_io = getattr(trainer.strategy, "_checkpoint_io", None)
+    if isinstance(checkpoint_io, BackgroundCheckpointIO):
+        checkpoint_io.raise_if_failed()

@@ -18,7 +18,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback, Checkpoint, EarlyStopping, ModelCheckpoint
 from pytorch_lightning.utilities.rank_zero import rank_zero_info
 
-from ftexp.callbacks.checkpoint import PhaseCheckpoint
+from ftexp.callbacks.checkpoint import EpochCheckpoint, PhaseCheckpoint
 from ftexp.callbacks.early_stopping import PhaseEarlyStopping
 from ftexp.schedule import ScheduleError, defaults
 
@@ -104,12 +104,35 @@ def _best_checkpoint(
         monitor, mode = (
             (early_stopping.monitor, early_stopping.mode) if early_stopping else (defaults.MONITOR, defaults.MODE)
         )
-        monitoring = [PhaseCheckpoint(monitor=monitor, mode=mode)]
-        _add(trainer, monitoring[0], pl_module, stage)
-        rank_zero_info(f"ftexp: added PhaseCheckpoint(monitor={monitor!r}, mode={mode!r}) for restore_best.")
+        default = _lightnings_default_checkpoint(trainer)
+        if default is not None:
+            # Lightning's own ModelCheckpoint() writes the whole state every epoch and a monitored one would write
+            # it again on every improving epoch: one EpochCheckpoint keeps both the best and last.ckpt, one write
+            monitoring = [EpochCheckpoint(monitor=monitor, mode=mode, dirpath=default.dirpath)]
+            _replace(trainer, default, monitoring[0], pl_module, stage)
+            rank_zero_info(
+                f"ftexp: replaced Lightning's default ModelCheckpoint by EpochCheckpoint(monitor={monitor!r}, "
+                f"mode={mode!r}) for restore_best: the best state and last.ckpt with one write per epoch."
+            )
+        else:
+            monitoring = [PhaseCheckpoint(monitor=monitor, mode=mode)]
+            _add(trainer, monitoring[0], pl_module, stage)
+            rank_zero_info(f"ftexp: added PhaseCheckpoint(monitor={monitor!r}, mode={mode!r}) for restore_best.")
     if restore_best and monitoring[0].save_top_k == 0:
         raise ScheduleError("restore_best=True needs a checkpoint with save_top_k != 0", key="restore_best")
     return monitoring[0] if monitoring else None
+
+
+def _lightnings_default_checkpoint(trainer: pl.Trainer) -> ModelCheckpoint | None:
+    """The ``ModelCheckpoint()`` Lightning adds when the user gave no checkpoint callback (recognized as the only
+    checkpoint callback, of that exact class, with every setting at its default), else ``None``."""
+    if len(trainer.checkpoint_callbacks) != 1 or type(trainer.checkpoint_callbacks[0]) is not ModelCheckpoint:
+        return None
+    callback, reference = trainer.checkpoint_callbacks[0], ModelCheckpoint()
+    settings = ("monitor", "filename", "save_last", "save_top_k", "save_weights_only", "_every_n_epochs")
+    settings += ("_every_n_train_steps", "_train_time_interval", "_save_on_train_epoch_end")
+    same = all(getattr(callback, name, None) == getattr(reference, name, None) for name in settings)
+    return callback if same and callback.dirpath is None else None
 
 
 def _add(trainer: pl.Trainer, callback: Callback, pl_module: pl.LightningModule, stage: str) -> None:

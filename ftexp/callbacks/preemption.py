@@ -31,6 +31,8 @@ from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 from pytorch_lightning.utilities.rank_zero import rank_zero_info
 
+from ftexp.callbacks.checkpoint_writer import flush_checkpoint_writes
+
 _SignalHandler = Any  # what signal.getsignal returns: a callable, SIG_DFL, SIG_IGN or None
 
 
@@ -132,6 +134,9 @@ class PreemptionCheckpoint(Callback):
 
     def _save(self, trainer: pl.Trainer) -> None:
         trainer.save_checkpoint(self.path)
+        # the job may be requeued (and this process ended) as soon as the signal is handed over: the file must be
+        # complete first, also when checkpoints are written in the background (ftexp.EpochCheckpoint)
+        flush_checkpoint_writes(trainer.strategy)
         rank_zero_info(
             f"ftexp: stopping at epoch {trainer.current_epoch}, step {trainer.global_step}: state saved to {self.path}"
         )

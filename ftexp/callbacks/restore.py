@@ -16,6 +16,8 @@ import torch
 from lightning_fabric.utilities.cloud_io import get_filesystem
 from torch import nn
 
+from ftexp.callbacks.checkpoint_writer import flush_checkpoint_writes
+
 
 class RestoreSource(Protocol):
     kind: str  # "memory" or "disk": what transition records report
@@ -40,6 +42,9 @@ class CheckpointFileSource:
 
     @classmethod
     def read(cls, strategy: pl.strategies.Strategy, path: str, state_key: str) -> CheckpointFileSource:
+        # rank 0 may still be writing the file in the background (ftexp.EpochCheckpoint): finish, then let all read
+        flush_checkpoint_writes(strategy)
+        strategy.barrier("ftexp-restore-best")
         checkpoint = strategy.load_checkpoint(path)
         return cls(path, checkpoint, int(checkpoint["callbacks"][state_key]["curr_depth"]))
 
