@@ -28,7 +28,7 @@ import os
 import shutil
 import threading
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,6 @@ class _Operation:
     kind: str  # "write", "link" or "remove"
     path: Path
     payload: Any = None  # the checkpoint to write, or the file to link to
-    done: threading.Event = field(default_factory=threading.Event)
 
 
 def cpu_copy(checkpoint: dict[str, Any]) -> dict[str, Any]:
@@ -170,8 +169,8 @@ class BackgroundCheckpointIO(CheckpointIO):
 
     # ------------------------------------------------------------------ the writer thread
     def _submit(self, operation: _Operation) -> None:
-        self.raise_if_failed()
         with self._condition:
+            self.raise_if_failed()  # under the lock: nothing is queued behind a failure
             if operation.kind in ("write", "remove"):
                 # a queued write of the same file that has not started is out of date: newest wins
                 superseded = [op for op in self._queue if op.kind == "write" and op.path == operation.path]
@@ -204,12 +203,11 @@ class BackgroundCheckpointIO(CheckpointIO):
                 error = CheckpointWriteError(f"could not {operation.kind} checkpoint {operation.path}: {err}")
                 error.__cause__ = err
                 with self._condition:
-                    self._error = error
-                    self._queue.clear()
+                    self._error = self._error or error  # the first failure is the one to report
+                    self._queue.clear()  # what follows may depend on it, and the run is stopping
             finally:
                 with self._condition:
                     self._running = None
-                    operation.done.set()
                     self._condition.notify_all()
 
     @staticmethod
