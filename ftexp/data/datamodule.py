@@ -171,7 +171,10 @@ class PairClassificationDataModule(pl.LightningDataModule):
             shuffle=shuffle,
             num_workers=self.num_workers,
             collate_fn=PadToLongest(self.tokenizer.pad_token_id),
-            persistent_workers=self.num_workers > 0,
+            # workers start with every iterator, as they do without workers: each iterator draws its base seed from
+            # the global generator, the same draws in a resumed process as in the uninterrupted one, and each worker
+            # is seeded from it (ftexp.callbacks.random_state says why persistent workers would break a resume)
+            persistent_workers=False,
         )
 
     def train_dataloader(self) -> DataLoader:

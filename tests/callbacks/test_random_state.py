@@ -1,0 +1,170 @@
+"""A fit resumed from an epoch-end checkpoint draws the same random numbers as the fit that went on: the same data
+order, the same dropout masks, the same draws from torch, numpy and Python's ``random``, in the main process and in
+DataLoader workers (``ftexp.ResumableRandomState``)."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from ftexp import ResumableRandomState
+from ftexp.callbacks import random_state
+from ftexp.callbacks.random_state import capture_random_state, restore_random_state
+
+EPOCHS, RESUMED_AFTER = 4, 1  # the resumed fit starts from the checkpoint of epoch 1 and trains epochs 2 and 3
+
+
+class NoisyPairs(Dataset):
+    """Fixed inputs and targets; each item also carries a draw from the torch generator of the process loading it
+    (the main process, or a DataLoader worker), as a random augmentation would."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        generator = torch.Generator().manual_seed(seed)
+        self.x = torch.randn(n, 8, generator=generator)
+        self.y = self.x[:, :1].tanh()
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, index: int):
+        return index, self.x[index], self.y[index], torch.rand(())
+
+
+class NoisyModule(pl.LightningModule):
+    """Dropout, a shuffled training set, and one draw from each global generator per step; ``seen`` records, per
+    training step, everything random the step met."""
+
+    def __init__(self, num_workers: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Dropout(0.5), nn.Linear(32, 1))
+        self.num_workers = num_workers
+        self.seen: list[tuple] = []
+
+    def training_step(self, batch, batch_idx):
+        index, x, y, noise = batch
+        draws = (torch.rand(()).item(), float(np.random.rand()), random.random())
+        prediction = self.net(x)
+        self.seen.append((self.current_epoch, index.tolist(), noise.tolist(), draws, prediction.tolist()))
+        return nn.functional.mse_loss(prediction, y)
+
+    def validation_step(self, batch, batch_idx):
+        _, x, y, _ = batch
+        self.log("val_loss", nn.functional.mse_loss(self.net(x), y))
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    def train_dataloader(self):
+        return self._loader(NoisyPairs(64, seed=0), shuffle=True)
+
+    def val_dataloader(self):
+        return self._loader(NoisyPairs(16, seed=1), shuffle=False)
+
+    def _loader(self, data: Dataset, shuffle: bool) -> DataLoader:
+        return DataLoader(data, batch_size=8, shuffle=shuffle, num_workers=self.num_workers)
+
+
+def fit(
+    checkpoints: Path, callbacks: list, num_workers: int = 0, ckpt_path: Path | None = None
+) -> tuple[NoisyModule, pl.Trainer]:
+    """One process's fit as ``ftexp.train.run`` starts it (seed first, then the objects), writing a checkpoint at
+    the end of every epoch; a resumed fit builds everything anew, as a new process does."""
+    pl.seed_everything(0, workers=True, verbose=False)
+    module = NoisyModule(num_workers)
+    every_epoch = ModelCheckpoint(dirpath=checkpoints, filename="{epoch}", save_top_k=-1, save_on_train_epoch_end=True)
+    trainer = pl.Trainer(
+        default_root_dir=checkpoints,
+        max_epochs=EPOCHS,
+        limit_train_batches=3,  # a different part of the shuffled set every epoch
+        callbacks=[*callbacks, every_epoch],
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        deterministic=True,
+    )
+    trainer.fit(module, ckpt_path=ckpt_path)
+    return module, trainer
+
+
+def resumed_and_uninterrupted(tmp_path: Path, callbacks: list, num_workers: int = 0):
+    """The steps of epochs 2.. of the uninterrupted fit and of the fit resumed from epoch 1's checkpoint, and both
+    fits' final weights."""
+    uninterrupted, _ = fit(tmp_path / "uninterrupted", callbacks, num_workers)
+    epoch_end = tmp_path / "uninterrupted" / f"epoch={RESUMED_AFTER}.ckpt"
+    resumed, _ = fit(tmp_path / "resumed", callbacks, num_workers, ckpt_path=epoch_end)
+    tail = [step for step in uninterrupted.seen if step[0] > RESUMED_AFTER]
+    return resumed.seen, tail, resumed.state_dict(), uninterrupted.state_dict()
+
+
+@pytest.mark.parametrize("num_workers", [0, pytest.param(2, marks=pytest.mark.slow)])
+def test_a_fit_resumed_at_an_epoch_end_draws_what_the_uninterrupted_fit_drew(tmp_path, num_workers):
+    resumed, uninterrupted, resumed_weights, final_weights = resumed_and_uninterrupted(
+        tmp_path, [ResumableRandomState()], num_workers
+    )
+
+    assert [step[0] for step in resumed] == [2, 2, 2, 3, 3, 3]
+    assert resumed == uninterrupted, "data order, worker draws, global draws and dropout all repeat"
+    assert all(torch.equal(resumed_weights[name], final_weights[name]) for name in final_weights)
+
+
+def test_without_it_the_resumed_fit_starts_from_the_seed_and_sees_other_batches(tmp_path):
+    resumed, uninterrupted, _, _ = resumed_and_uninterrupted(tmp_path, [])
+
+    assert [step[1] for step in resumed] != [step[1] for step in uninterrupted]
+
+
+def test_the_checkpoint_holds_one_state_per_process_and_loads_without_unpickling_code(tmp_path):
+    fit(tmp_path, [ResumableRandomState()])
+
+    checkpoint = torch.load(tmp_path / "epoch=0.ckpt", weights_only=True)
+    (state,) = checkpoint["callbacks"]["ResumableRandomState"]["ranks"]
+    assert set(state) == {"torch", "numpy", "python"}, "no CUDA generator on a CPU run"
+
+
+def test_a_checkpoint_of_another_number_of_processes_keeps_the_seeded_state_with_a_warning(tmp_path):
+    fit(tmp_path / "two", [ResumableRandomState()])
+    checkpoint = torch.load(tmp_path / "two" / "epoch=1.ckpt", weights_only=True)
+    state = checkpoint["callbacks"]["ResumableRandomState"]
+    state["ranks"] = state["ranks"] * 2  # as if two ranks had written it
+    torch.save(checkpoint, tmp_path / "two_ranks.ckpt")
+
+    with pytest.warns(UserWarning, match="random state of 2 process"):
+        resumed, _ = fit(tmp_path / "one", [ResumableRandomState()], ckpt_path=tmp_path / "two_ranks.ckpt")
+    assert resumed.current_epoch == EPOCHS
+
+
+def test_a_checkpoint_written_without_it_resumes_from_the_seed_and_says_so(tmp_path, monkeypatch):
+    said: list[str] = []
+    monkeypatch.setattr(random_state, "rank_zero_info", said.append)
+    fit(tmp_path / "without", [])
+
+    resumed, _ = fit(tmp_path / "with", [ResumableRandomState()], ckpt_path=tmp_path / "without" / "epoch=1.ckpt")
+    assert resumed.current_epoch == EPOCHS
+    assert len(said) == 1 and "the checkpoint holds no random state" in said[0]
+
+
+def test_a_state_restores_every_global_generator_including_a_cached_gaussian():
+    np.random.randn(), random.gauss(0, 1)  # each now holds the second value of a pair in its cache
+    state = capture_random_state()
+    first = draw_from_every_generator()
+
+    restore_random_state(state)
+    again = draw_from_every_generator()
+
+    assert torch.equal(first[0], again[0])
+    assert np.array_equal(first[1], again[1])
+    assert first[2:] == again[2:]
+
+
+def draw_from_every_generator() -> tuple:
+    return torch.rand(3), np.random.rand(3), [random.random() for _ in range(3)], np.random.randn(), random.gauss(0, 1)

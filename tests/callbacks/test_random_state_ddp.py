@@ -1,0 +1,123 @@
+"""Under DDP every rank resumes with its own random state: a 2-rank fit resumed from an epoch-end checkpoint draws,
+on each rank, what that rank drew in the uninterrupted fit (``ftexp.ResumableRandomState`` gathers the ranks'
+states into the checkpoint rank 0 writes).
+
+Real Lightning DDP on CPU (gloo, 2 processes): this file runs as a script in a subprocess and Lightning's ``ddp``
+launcher starts it again for rank 1. Each rank draws a different amount per step (as ranks padding their batches to
+different lengths do under dropout), so one state restored on both ranks could not repeat the run. Both fits run in
+one process group; the resumed one seeds and builds everything anew, as a new process does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.callbacks.test_random_state import EPOCHS, RESUMED_AFTER
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+LAUNCH_GUARD_S = 300  # only to turn a deadlocked process group into a failure; not a timing assertion
+
+
+def _run_worker(out_path: str) -> None:
+    """Runs on both ranks: the uninterrupted fit, the fit resumed from its epoch-1 checkpoint, then rank 0 writes
+    what each rank saw."""
+    import pytorch_lightning as pl
+    import torch
+    from pytorch_lightning.callbacks import ModelCheckpoint
+    from pytorch_lightning.strategies import DDPStrategy
+
+    from ftexp import ResumableRandomState
+    from tests.callbacks.test_random_state import NoisyModule
+
+    class RankNoisyModule(NoisyModule):
+        def training_step(self, batch, batch_idx):
+            self.seen.append(("rank draws", torch.rand(self.global_rank + 1).tolist()))
+            return super().training_step(batch, batch_idx)
+
+    def fit(name: str, ckpt_path: Path | None = None) -> list:
+        pl.seed_everything(0, workers=True, verbose=False)
+        module = RankNoisyModule(num_workers=0)
+        root = Path(out_path).parent / name
+        trainer = pl.Trainer(
+            default_root_dir=root,
+            max_epochs=EPOCHS,
+            limit_train_batches=3,
+            accelerator="cpu",
+            devices=2,
+            strategy=DDPStrategy(process_group_backend="gloo"),
+            callbacks=[
+                ResumableRandomState(),
+                ModelCheckpoint(dirpath=root, filename="{epoch}", save_top_k=-1, save_on_train_epoch_end=True),
+            ],
+            logger=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            deterministic=True,
+        )
+        trainer.fit(module, ckpt_path=ckpt_path)
+        return module.seen
+
+    uninterrupted = fit("uninterrupted")
+    resumed = fit("resumed", Path(out_path).parent / "uninterrupted" / f"epoch={RESUMED_AFTER}.ckpt")
+    ranks: list[Any] = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(ranks, {"uninterrupted": uninterrupted, "resumed": resumed})
+    if int(os.environ.get("LOCAL_RANK", "0")) == 0:
+        Path(out_path).write_text(json.dumps(ranks))
+    # leave the process group together (see tests/callbacks/test_ddp.py)
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
+
+
+if __name__ == "__main__":
+    _run_worker(sys.argv[1])
+
+
+@pytest.fixture(scope="module")
+def ranks(tmp_path_factory) -> list[dict[str, list]]:
+    workdir = tmp_path_factory.mktemp("ddp_random_state")
+    out = workdir / "ranks.json"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    for var in ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "PL_GLOBAL_SEED"):
+        env.pop(var, None)  # the worker must launch its own process group
+    env.setdefault("OMP_NUM_THREADS", "1")
+    process = subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve()), str(out)],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # rank 1 joins this session, so a hang can be cleaned up by process group
+    )
+    try:
+        output, _ = process.communicate(timeout=LAUNCH_GUARD_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate()
+        pytest.fail(f"DDP worker did not finish (deadlocked process group?):\n{output[-6000:]}")
+    assert process.returncode == 0, f"DDP worker failed with exit code {process.returncode}:\n{output[-6000:]}"
+    return json.loads(out.read_text())
+
+
+def steps_after(seen: list, epoch: int) -> list:
+    """The steps of epochs after ``epoch``: each step is a rank-draws entry followed by NoisyModule's record."""
+    pairs = list(zip(seen[::2], seen[1::2], strict=True))
+    return [pair for pair in pairs if pair[1][0] > epoch]
+
+
+@pytest.mark.slow
+def test_each_rank_resumes_with_its_own_random_state_and_repeats_its_uninterrupted_draws(ranks):
+    assert len(ranks) == 2
+    for rank, seen in enumerate(ranks):
+        resumed = steps_after(seen["resumed"], -1)
+        assert [step[1][0] for step in resumed] == [2, 2, 2, 3, 3, 3], f"rank {rank}"
+        assert resumed == steps_after(seen["uninterrupted"], RESUMED_AFTER), f"rank {rank}"
+    assert steps_after(ranks[0]["resumed"], -1) != steps_after(ranks[1]["resumed"], -1), "the ranks drew differently"

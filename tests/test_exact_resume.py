@@ -1,0 +1,150 @@
+"""A run interrupted at an epoch end and started again in its run dir ends exactly where the uninterrupted run ends:
+the same history (train and validation metrics of every epoch), phase transitions, best epoch, best and test
+metrics, to 1e-6. The demo experiment, shortened (4 training batches of a 256-example set, dropout and shuffling
+as in the demo), with its 3-phase schedule: the transitions, the restore-best and the phase-2 LR scheduler all come
+after the resume. Its LR schedulers do not depend on ``max_epochs``, so stopping a run with a smaller
+``max_epochs`` is an epoch-end interruption like any other.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from ftexp.train import run
+from tests.helpers import compose_config, python_m_ftexp
+
+DEMO = [
+    "trainer.max_epochs=8",
+    "trainer.limit_train_batches=4",
+    "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=2",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+    "data.synthetic.n_train=256",
+    "data.synthetic.n_validation=64",
+    "data.synthetic.n_test=64",
+    "logger=csv",
+]
+SAME = 1e-6
+
+
+def run_in_process(output_dir: Path, *overrides: str) -> dict[str, Any]:
+    threads = torch.get_num_threads()  # run() applies cpu_threads to this process
+    try:
+        return run(compose_config(output_dir, *DEMO, *overrides))
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> dict[str, Any]:
+    return run_in_process(tmp_path_factory.mktemp("uninterrupted"))
+
+
+def outcome(result: dict[str, Any]) -> dict[str, Any]:
+    """What a run found, without what depends on the interruption (times, files, attempts, how restore-best read
+    the best state: from memory, or from disk after a resume)."""
+    return {
+        "history": result["history"],
+        "transitions": [
+            {key: value for key, value in transition.items() if key not in ("seconds", "restore")}
+            for transition in result["transitions"]
+        ],
+        "best": result["best"],
+        "best_score": result["best_score"],
+        "final": result["final"],
+        "phases_run": result["phases_run"],
+        "reached_depth": result["reached_depth"],
+        "test": {name: value for name, value in result["test"].items() if name != "checkpoint"},
+    }
+
+
+def flat(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from flat(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from flat(item, f"{path}[{index}]")
+    else:
+        yield path, value
+
+
+def differences(resumed: dict[str, Any], uninterrupted: dict[str, Any]) -> list[str]:
+    """Every value of the resumed run's outcome that is not the uninterrupted run's (numbers to ``SAME``), in the
+    order of the uninterrupted run's record: the first epoch that differs comes first."""
+    ours, theirs = dict(flat(outcome(resumed))), dict(flat(outcome(uninterrupted)))
+    found = []
+    for path in [*theirs, *(path for path in ours if path not in theirs)]:
+        if path not in ours or path not in theirs:
+            found.append(f"{path}: only in the {'uninterrupted' if path in theirs else 'resumed'} run")
+            continue
+        a, b = ours[path], theirs[path]
+        numbers = isinstance(a, float | int) and isinstance(b, float | int)
+        if (abs(a - b) > SAME) if numbers else a != b:
+            found.append(f"{path}: resumed {a} vs uninterrupted {b}")
+    return found
+
+
+def test_a_run_stopped_after_epoch_1_and_resumed_ends_as_the_uninterrupted_run(tmp_path, uninterrupted):
+    stopped = run_in_process(tmp_path, "trainer.max_epochs=2", "test=false")
+    resumed = run_in_process(tmp_path)
+
+    assert stopped["epochs_run"] == 2 and not stopped["transitions"], "the phases all begin after the resume"
+    assert [(a["start_epoch"], a["end_epoch"]) for a in resumed["attempts"]] == [(0, 2), (2, 8)]
+    assert len(uninterrupted["transitions"]) == 2
+    assert differences(resumed, uninterrupted) == []
+
+
+@pytest.mark.slow
+def test_with_dataloader_workers_a_resumed_run_ends_as_the_uninterrupted_run_too(tmp_path):
+    workers = "data.num_workers=2"  # seeded from the iterator's base seed, which the resumed run draws as the first did
+    uninterrupted = run_in_process(tmp_path / "uninterrupted", workers)
+    run_in_process(tmp_path / "resumed", workers, "trainer.max_epochs=2", "test=false")
+    resumed = run_in_process(tmp_path / "resumed", workers)
+
+    assert differences(resumed, uninterrupted) == []
+
+
+@pytest.mark.slow
+def test_a_run_killed_after_an_epoch_checkpoint_and_started_again_ends_as_the_uninterrupted_run(
+    tmp_path, uninterrupted
+):
+    run_dir = tmp_path / "run"
+    args = [*DEMO, f"hydra.run.dir={run_dir}"]
+    last = run_dir / "checkpoints" / "last.ckpt"
+    environment = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    with (tmp_path / "killed.log").open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ftexp", *args], cwd=tmp_path, env=environment, stdout=log, stderr=log
+        )
+        try:
+            deadline = time.monotonic() + 300
+            while not (last.is_file() and torch.load(last, weights_only=False)["epoch"] >= 1):
+                assert process.poll() is None, "the run ended before it could be killed"
+                assert time.monotonic() < deadline, "no checkpoint of epoch 1 within 300 s"
+                time.sleep(0.05)
+            process.send_signal(signal.SIGKILL)
+        finally:
+            process.kill()
+            process.wait()
+    # last.ckpt is renamed into place whole: what it holds now is the epoch the next attempt resumes after
+    killed_after = torch.load(last, weights_only=False)["epoch"]
+    assert 1 <= killed_after < 7, (tmp_path / "killed.log").read_text()[-3000:]
+
+    started_again = python_m_ftexp(tmp_path, *args)
+    assert started_again.returncode == 0, started_again.stderr[-3000:]
+    resumed = json.loads((run_dir / "result.json").read_text())
+    assert resumed["status"] == "completed" and resumed["attempts"][-1]["start_epoch"] == killed_after + 1
+    assert differences(resumed, uninterrupted) == []
