@@ -259,6 +259,13 @@ def report(figures: dict[str, dict[str, float]]) -> str:
             cpu = figures["ftexp"]["outside_cpu_s"] / figures[other]["outside_cpu_s"]
             goal = " (before this change)" if other == "ftexp_sync" else f" (goal <= {GOAL}: {verdict(wall)})"
             lines.append(f"outside-batch time ftexp / {other}: {wall:.2f}, its CPU {cpu:.2f}{goal}")
+    # the whole price, wherever it lands (a background write slows the next batches on a small CPU): epoch time above
+    # the run without checkpoints; only the arms with the same schedule compare like for like
+    if "none" in figures:
+        extra = {arm: figures[arm]["epoch_s"] - figures["none"]["epoch_s"] for arm in figures if arm != "none"}
+        lines.append("epoch time above no checkpoints: " + ", ".join(f"{a} {v:.3f} s" for a, v in extra.items()))
+        if "fts" in extra and extra["fts"] > 0:
+            lines.append(f"  ftexp / fts on that figure: {extra['ftexp'] / extra['fts']:.2f}")
     # the same schedule without checkpoints trains the same parameters: what the background writer costs batches
     for arm in ("ftexp", "ftexp_sync", "fts"):
         if arm in figures and "none" in figures:

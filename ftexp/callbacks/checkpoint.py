@@ -14,6 +14,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 from lightning_fabric.plugins import TorchCheckpointIO
+from lightning_fabric.utilities.cloud_io import _is_local_file_protocol
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities.rank_zero import rank_zero_info
 
@@ -21,7 +22,7 @@ from ftexp.callbacks.checkpoint_writer import (
     BackgroundCheckpointIO,
     CheckpointWriteError,
     flush_checkpoint_writes,
-    link_complete_file,
+    raise_if_a_write_failed,
     remove_partial_files,
 )
 from ftexp.schedule import defaults
@@ -48,14 +49,18 @@ class EpochCheckpoint(PhaseCheckpoint):
     improving epoch, on the training thread. Here, when an epoch is a new best its file is written once and
     ``last.ckpt`` is made a hard link to it; otherwise only ``last.ckpt`` is written. Both are saved at the end of the
     training epoch (``save_on_train_epoch_end``), after validation and after the other callbacks recorded the
-    epoch, so that the two names hold the same state.
+    epoch, so that the two names hold the same state; a validation inside the epoch (``val_check_interval`` < 1)
+    is compared, and saved if it is a new best, when it ends.
 
-    With ``background=True`` (the default) the strategy's plain ``TorchCheckpointIO`` is replaced at setup by
-    :class:`~ftexp.callbacks.checkpoint_writer.BackgroundCheckpointIO` (for every checkpoint of the run, the
-    preemption one included): the training thread copies the state to CPU memory and the next epoch starts while
-    the file is written. A strategy with its own checkpoint plugin (FSDP, DeepSpeed, a user's) keeps it. Pending
-    writes are finished before ``fit`` returns or raises, before a checkpoint file is read, and before a preempted
-    job hands over to be requeued; a failed write stops the run with :class:`CheckpointWriteError`.
+    With ``background=True`` (the default) the strategy's plain ``TorchCheckpointIO`` is replaced during ``fit``
+    by :class:`~ftexp.callbacks.checkpoint_writer.BackgroundCheckpointIO` (for every checkpoint of the fit, the
+    preemption one included; the plain one is put back when ``fit`` ends): the training thread copies the state to
+    CPU memory and the next epoch starts while the file is written. Pending writes are finished before ``fit``
+    returns or raises, before a checkpoint file is read, and before a preempted job hands over to be requeued; a
+    failed write stops the run, on every rank, with :class:`CheckpointWriteError`. Where that writer does not write
+    (``background=False``, a strategy with its own checkpoint plugin such as FSDP's, a remote ``dirpath``),
+    ``last.ckpt`` is always a full write of its own: only a writer that replaces files by renaming may give the best
+    file a second name.
     """
 
     def __init__(
@@ -67,6 +72,8 @@ class EpochCheckpoint(PhaseCheckpoint):
         self.background = background
         self._full_write: tuple[int, int, str] | None = None  # (epoch, global step, file) of the latest full write
         self._last_named_step: int | None = None  # global step of the state last.ckpt holds
+        self._replaced_io: TorchCheckpointIO | None = None  # the strategy's own plugin while ours writes
+        self._removals: list[str] | None = None  # removals held back until last.ckpt names the new state
 
     # ------------------------------------------------------------------ set-up and tear-down
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -74,29 +81,48 @@ class EpochCheckpoint(PhaseCheckpoint):
         if stage != "fit":
             return
         if self.background and type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
-            trainer.strategy.checkpoint_io = BackgroundCheckpointIO(trainer.strategy.checkpoint_io)
-        if trainer.is_global_zero and self.dirpath:
+            self._replaced_io = trainer.strategy.checkpoint_io
+            trainer.strategy.checkpoint_io = BackgroundCheckpointIO(self._replaced_io)
+        if trainer.is_global_zero and self.dirpath and _is_local_file_protocol(str(self.dirpath)):
             for leftover in remove_partial_files(Path(self.dirpath)):
                 rank_zero_info(f"ftexp: removed {leftover}, a checkpoint an earlier process did not finish writing")
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        _raise_if_a_write_failed(trainer)
+        raise_if_a_write_failed(trainer.strategy)
 
     def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        _raise_if_a_write_failed(trainer)
+        raise_if_a_write_failed(trainer.strategy)
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        # Lightning tears nothing down after an exception: finish what is queued (the run may be resumed from it),
-        # without letting a write error hide the exception that ended the run
+        # finish what is queued (the run may be resumed from it) without letting a write error replace the
+        # exception that ended the run
         super().on_exception(trainer, pl_module, exception)
         try:
             flush_checkpoint_writes(trainer.strategy)
         except CheckpointWriteError as error:
             rank_zero_info(f"ftexp: {error}")
+        finally:
+            self._put_back_io(trainer)
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if stage == "fit":
-            flush_checkpoint_writes(trainer.strategy)
+        if stage == "fit":  # (Lightning calls it when fit ended normally)
+            try:
+                flush_checkpoint_writes(trainer.strategy, all_ranks=True)
+            finally:
+                self._put_back_io(trainer)
+
+    def _put_back_io(self, trainer: pl.Trainer) -> None:
+        """After ``fit`` a ``trainer.save_checkpoint`` writes synchronously again, as its caller expects."""
+        if self._replaced_io is not None and isinstance(trainer.strategy.checkpoint_io, BackgroundCheckpointIO):
+            trainer.strategy.checkpoint_io.wait()
+            trainer.strategy.checkpoint_io = self._replaced_io
+        self._replaced_io = None
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Lightning's would save last.ckpt here whenever none was saved, fast_dev_run included; ours names the state
+        # after every epoch, so only a fit that stopped between epochs (max_steps) has a newer state to save
+        if self.save_last and self._last_named_step != trainer.global_step and not trainer.fast_dev_run:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
     # ------------------------------------------------------------------ one write per epoch
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -106,12 +132,11 @@ class EpochCheckpoint(PhaseCheckpoint):
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not self._should_save_on_train_epoch_end(trainer):
             self._save_epoch(trainer)
-
-    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        # Lightning's would save last.ckpt here whenever none was saved, fast_dev_run included; ours names the state
-        # after every epoch, so only a fit that stopped between epochs (max_steps) has a newer state to save
-        if self.save_last and self._last_named_step != trainer.global_step and not trainer.fast_dev_run:
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+            return
+        inside_the_epoch = not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
+        if inside_the_epoch and not self._should_skip_saving_checkpoint(trainer):
+            # (val_check_interval < 1) its best is kept now, the epoch-end state at the end of the epoch
+            self._save_topk_checkpoint(trainer, self._monitor_candidates(trainer))
 
     def _save_epoch(self, trainer: pl.Trainer) -> None:
         if self._should_skip_saving_checkpoint(trainer):
@@ -120,9 +145,23 @@ class EpochCheckpoint(PhaseCheckpoint):
         if self.save_last:
             # part of the saved state: the best file, which last.ckpt may become, must already name it
             self.last_model_path = self.format_checkpoint_name(candidates, self.CHECKPOINT_NAME_LAST)
-        if self._every_n_epochs >= 1 and (trainer.current_epoch + 1) % self._every_n_epochs == 0:
-            self._save_topk_checkpoint(trainer, candidates)
-        self._save_last_checkpoint(trainer, candidates)
+        self._removals = []
+        try:
+            if self._every_n_epochs >= 1 and (trainer.current_epoch + 1) % self._every_n_epochs == 0:
+                self._save_topk_checkpoint(trainer, candidates)
+            self._save_last_checkpoint(trainer, candidates)
+        finally:
+            # the superseded best goes only once last.ckpt names the new state: a crash in between must not leave
+            # last.ckpt pointing (by best_model_path) at a file that is gone
+            removals, self._removals = self._removals, None
+            for path in removals:
+                super()._remove_checkpoint(trainer, path)
+
+    def _remove_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
+        if self._removals is not None:
+            self._removals.append(filepath)
+        else:
+            super()._remove_checkpoint(trainer, filepath)
 
     def _save_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
         super()._save_checkpoint(trainer, filepath)
@@ -134,24 +173,22 @@ class EpochCheckpoint(PhaseCheckpoint):
         path = self.format_checkpoint_name(monitor_candidates, self.CHECKPOINT_NAME_LAST)
         self.last_model_path, self._last_named_step = path, trainer.global_step
         written = self._full_write
-        if written and written[:2] == (trainer.current_epoch, trainer.global_step) and written[2] != path:
+        same_state = written and written[:2] == (trainer.current_epoch, trainer.global_step) and written[2] != path
+        if same_state and self._links_safely(trainer, path):
             self._link(trainer, written[2], path)  # this state was just written as the new best
         else:
             self._save_checkpoint(trainer, path)
 
+    @staticmethod
+    def _links_safely(trainer: pl.Trainer, path: str) -> bool:
+        """Whether ``path`` may become a second name of the best file: only when ftexp's writer writes every file
+        (it replaces a file by renaming a new one over it; a writer that writes into the existing file would
+        change the best file through its other name) and the file system is local."""
+        return isinstance(trainer.strategy.checkpoint_io, BackgroundCheckpointIO) and _is_local_file_protocol(path)
+
     def _link(self, trainer: pl.Trainer, target: str, path: str) -> None:
         if not trainer.is_global_zero:
             return
-        checkpoint_io = trainer.strategy.checkpoint_io
-        if isinstance(checkpoint_io, BackgroundCheckpointIO):
-            checkpoint_io.link_checkpoint(target, path)
-        else:
-            link_complete_file(Path(target), Path(path))
+        trainer.strategy.checkpoint_io.link_checkpoint(target, path)
         for logger in trainer.loggers:
             logger.after_save_checkpoint(weakref.proxy(self))
-
-
-def _raise_if_a_write_failed(trainer: pl.Trainer) -> None:
-    checkpoint_io = getattr(trainer.strategy, "_checkpoint_io", None)
-    if isinstance(checkpoint_io, BackgroundCheckpointIO):
-        checkpoint_io.raise_if_failed()

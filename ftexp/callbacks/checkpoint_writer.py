@@ -27,6 +27,7 @@ import contextlib
 import os
 import shutil
 import threading
+import traceback
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,8 +83,15 @@ def link_complete_file(target: Path, path: Path) -> None:
     temporary.unlink(missing_ok=True)
     try:
         os.link(target, temporary)
-    except OSError:
-        shutil.copyfile(target, temporary)
+    except OSError:  # a file system without hard links: a complete copy, flushed before it takes the name
+        try:
+            with target.open("rb") as source, temporary.open("wb") as copy:
+                shutil.copyfileobj(source, copy)
+                copy.flush()
+                os.fsync(copy.fileno())
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
     os.replace(temporary, path)
     _sync_directory(path.parent)
 
@@ -141,8 +149,11 @@ class BackgroundCheckpointIO(CheckpointIO):
         self._submit(_Operation("remove", Path(path)))
 
     def teardown(self) -> None:
-        """Lightning calls this when a stage ends: every pending write is on disk when it returns."""
-        self.flush()
+        """Lightning calls this when a stage ends, also after an exception: every pending write is finished when it
+        returns, and a write's failure is kept for :meth:`flush` / :meth:`raise_if_failed` rather than raised here,
+        where it would replace the exception that ended the run (``EpochCheckpoint`` raises it after a fit that
+        ended normally)."""
+        self.wait()
         self.checkpoint_io.teardown()
 
     # ------------------------------------------------------------------ beyond CheckpointIO
@@ -152,10 +163,18 @@ class BackgroundCheckpointIO(CheckpointIO):
 
     def flush(self) -> None:
         """Wait until every submitted operation has run; raise :class:`CheckpointWriteError` if one failed."""
+        self.wait()
+        self.raise_if_failed()
+
+    def wait(self) -> None:
+        """Wait until every submitted operation has run or one has failed."""
         with self._condition:
             while (self._queue or self._running is not None) and self._error is None:
                 self._condition.wait()
-        self.raise_if_failed()
+
+    @property
+    def failed(self) -> bool:
+        return self._error is not None
 
     def raise_if_failed(self) -> None:
         if self._error is not None:
@@ -171,18 +190,33 @@ class BackgroundCheckpointIO(CheckpointIO):
     def _submit(self, operation: _Operation) -> None:
         with self._condition:
             self.raise_if_failed()  # under the lock: nothing is queued behind a failure
-            if operation.kind in ("write", "remove"):
-                # a queued write of the same file that has not started is out of date: newest wins
-                superseded = [op for op in self._queue if op.kind == "write" and op.path == operation.path]
-                for op in superseded:
-                    if not any(later.kind == "link" and later.payload == op.path for later in self._queue):
-                        self._queue.remove(op)
+            self._drop_superseded(operation)
             self._queue.append(operation)
             self._condition.notify_all()
             if self._thread is None or not self._thread.is_alive():
                 # not a daemon: an interpreter that exits without a flush still finishes the files it started
                 self._thread = threading.Thread(target=self._work, name="ftexp-checkpoint-writer", daemon=False)
                 self._thread.start()
+
+    def _drop_superseded(self, new: _Operation) -> None:
+        """Drop the queued operations ``new`` makes pointless, so that memory stays bounded when the writer falls
+        behind (newest wins): an earlier write or link of the same name, and a write whose file a later queued
+        removal deletes. A write that a queued link still names is always kept."""
+        queued = [*self._queue, new]
+
+        def named(index: int, op: _Operation) -> bool:
+            return any(later.kind == "link" and later.payload == op.path for later in queued[index + 1 :])
+
+        def pointless(index: int, op: _Operation) -> bool:
+            if op.kind == "link":
+                return new.kind in ("write", "link") and op.path == new.path
+            if op.kind != "write" or named(index, op):
+                return False
+            overwritten = new.kind in ("write", "link") and op.path == new.path
+            removed = any(later.kind == "remove" and later.path == op.path for later in queued[index + 1 :])
+            return overwritten or removed
+
+        self._queue = deque(op for index, op in enumerate(self._queue) if not pointless(index, op))
 
     def _work(self) -> None:
         # Linux schedules threads like processes: a lower priority for this one lets the training threads have the
@@ -191,15 +225,16 @@ class BackgroundCheckpointIO(CheckpointIO):
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
         while True:
             with self._condition:
-                while not self._queue:
-                    if not self._condition.wait(timeout=5.0) and not self._queue:
-                        self._thread = None  # idle: the next submission starts a new thread
-                        return
-                self._running = self._queue.popleft()
-            operation = self._running
+                if not self._queue:
+                    # done: the thread ends at once (the next submission starts another), so that it never holds
+                    # up the end of the process
+                    self._thread = None
+                    return
+                self._running = operation = self._queue.popleft()
             try:
                 self._run(operation)
             except BaseException as err:  # handed to the training thread, which raises it
+                traceback.clear_frames(err.__traceback__)  # the frames hold the checkpoint copy
                 error = CheckpointWriteError(f"could not {operation.kind} checkpoint {operation.path}: {err}")
                 error.__cause__ = err
                 with self._condition:
@@ -207,7 +242,7 @@ class BackgroundCheckpointIO(CheckpointIO):
                     self._queue.clear()  # what follows may depend on it, and the run is stopping
             finally:
                 with self._condition:
-                    self._running = None
+                    self._running = operation = None  # release the copy now, not when the next one arrives
                     self._condition.notify_all()
 
     @staticmethod
@@ -220,9 +255,29 @@ class BackgroundCheckpointIO(CheckpointIO):
             operation.path.unlink(missing_ok=True)
 
 
-def flush_checkpoint_writes(strategy: Any) -> None:
+def flush_checkpoint_writes(strategy: Any, *, all_ranks: bool = False) -> None:
     """Finish the strategy's pending checkpoint writes (when its plugin writes in the background): before a file
-    that may still be queued is read, and before the process hands over to something that may end it."""
+    that may still be queued is read, and before the process hands over to something that may end it.
+
+    With ``all_ranks`` (a collective: every rank must call it) a failure on any rank (rank 0 writes) is raised on
+    every rank, so that none goes on into the next collective alone and waits there for the others."""
     checkpoint_io = getattr(strategy, "_checkpoint_io", None)
+    error = None
     if isinstance(checkpoint_io, BackgroundCheckpointIO):
-        checkpoint_io.flush()
+        try:
+            checkpoint_io.flush()
+        except CheckpointWriteError as failure:
+            error = failure
+    failed = strategy.reduce_boolean_decision(error is not None, all=False) if all_ranks else error is not None
+    if failed:
+        raise error or CheckpointWriteError("rank 0 could not write a checkpoint (its own error says which and why)")
+
+
+def raise_if_a_write_failed(strategy: Any) -> None:
+    """Raise on every rank (a collective) if a background write has failed, without waiting for pending ones."""
+    checkpoint_io = getattr(strategy, "_checkpoint_io", None)
+    failed = isinstance(checkpoint_io, BackgroundCheckpointIO) and checkpoint_io.failed
+    if strategy.reduce_boolean_decision(failed, all=False):
+        if failed:
+            checkpoint_io.raise_if_failed()
+        raise CheckpointWriteError("rank 0 could not write a checkpoint (its own error says which and why)")

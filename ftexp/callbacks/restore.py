@@ -42,9 +42,8 @@ class CheckpointFileSource:
 
     @classmethod
     def read(cls, strategy: pl.strategies.Strategy, path: str, state_key: str) -> CheckpointFileSource:
-        # rank 0 may still be writing the file in the background (ftexp.EpochCheckpoint): finish, then let all read
-        flush_checkpoint_writes(strategy)
-        strategy.barrier("ftexp-restore-best")
+        # rank 0 may still be writing the file in the background (ftexp.EpochCheckpoint): every rank waits for it
+        flush_checkpoint_writes(strategy, all_ranks=True)
         checkpoint = strategy.load_checkpoint(path)
         return cls(path, checkpoint, int(checkpoint["callbacks"][state_key]["curr_depth"]))
 
