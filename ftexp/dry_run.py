@@ -36,7 +36,7 @@ from ftexp.schedule import (
     check_phase_directives,
     defaults,
 )
-from ftexp.schedule.names import count_by_module, module_prefixes
+from ftexp.schedule.names import largest_modules
 from ftexp.schedule.run_rules import epoch_transition_problems, late_transition_warnings
 
 log = logging.getLogger(__name__)
@@ -289,14 +289,8 @@ def _fmt_lr(lr: float) -> str:
 
 def _compact(names: Sequence[str], all_names: Sequence[str]) -> list[str]:
     """Describe ``names`` by the largest modules they cover completely (``model.classifier.*``), in order."""
-    under = count_by_module(all_names)
-    covered = count_by_module(names)
-    out: list[str] = []
-    for name in names:
-        label = next((f"{p}.*" for p in module_prefixes(name) if covered.get(p) == under[p]), name)
-        if label not in out:
-            out.append(label)
-    return out
+    labels = [name if module == name else f"{module}.*" for name, module in largest_modules(names, all_names).items()]
+    return list(dict.fromkeys(labels))
 
 
 def format_plan(plan: Plan) -> str:

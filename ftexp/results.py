@@ -37,7 +37,7 @@ from ftexp.record import (
     TransitionRecord,
 )
 from ftexp.schedule import defaults
-from ftexp.schedule.names import count_by_module, module_prefixes
+from ftexp.schedule.names import largest_modules
 from ftexp.schedule.optim_specs import group_counts
 
 if TYPE_CHECKING:
@@ -316,17 +316,6 @@ def param_groups(
             )
         )
     return records
-
-
-def largest_modules(names: list[str], all_names: list[str]) -> dict[str, str]:
-    """For each of ``names``, the largest module all of whose parameters (among ``all_names``) are in ``names``;
-    the name itself when ``names`` hold only part of its innermost module. (The dry-run plan describes a phase's
-    parameters by the same rule.)"""
-    under, covered = count_by_module(all_names), count_by_module(names)
-    return {
-        name: next((prefix for prefix in module_prefixes(name) if covered.get(prefix) == under[prefix]), name)
-        for name in names
-    }
 
 
 def hardware_summary(trainer: pl.Trainer) -> dict[str, Any]:

@@ -19,3 +19,14 @@ def count_by_module(names: Iterable[str], weights: Mapping[str, int] | None = No
         for prefix in module_prefixes(name):
             totals[prefix] = totals.get(prefix, 0) + amount
     return totals
+
+
+def largest_modules(names: list[str], all_names: list[str]) -> dict[str, str]:
+    """For each of ``names``, the largest module all of whose parameters (among ``all_names``) are in ``names``;
+    the name itself when ``names`` hold only part of its innermost module: how the dry-run plan and the run record
+    name what a phase or a parameter group holds."""
+    under, covered = count_by_module(all_names), count_by_module(names)
+    return {
+        name: next((prefix for prefix in module_prefixes(name) if covered.get(prefix) == under[prefix]), name)
+        for name in names
+    }
