@@ -25,15 +25,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.ddp_launch import run_ddp_worker
 
 # MLP parameter names (TinyModule wraps tests.tiny_models.mlp() as ``net``); phase 0 is the head.
 PHASE_PARAMS = [
@@ -54,7 +52,6 @@ VARIANTS = {  # name -> (restore_best, rewrap enabled)
 }
 SAME = 1e-7  # ranks count as identical below this max abs difference (in practice they are bitwise equal)
 MOVED = 1e-4  # a parameter counts as trained once it moved this far (AdamW at lr 1e-2 moves it ~1e-2 per step)
-LAUNCH_GUARD_S = 300  # only to turn a deadlocked process group into a failure; not a timing assertion
 
 
 # ---------------------------------------------------------------------------------------------------------- worker
@@ -205,27 +202,7 @@ def ddp_results(tmp_path_factory) -> dict[str, Any]:
     """Launch the 2-rank DDP worker once for all variants and return rank 0's records."""
     workdir = tmp_path_factory.mktemp("ddp")
     out = workdir / "results.json"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
-    for var in ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "PL_GLOBAL_SEED"):
-        env.pop(var, None)  # the worker must launch its own process group
-    env.setdefault("OMP_NUM_THREADS", "1")
-    proc = subprocess.Popen(
-        [sys.executable, str(Path(__file__).resolve()), str(out)],
-        cwd=workdir,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # rank 1 joins this session, so a hang can be cleaned up by process group
-    )
-    try:
-        output, _ = proc.communicate(timeout=LAUNCH_GUARD_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        output, _ = proc.communicate()
-        pytest.fail(f"DDP worker did not finish (deadlocked process group?):\n{output[-6000:]}")
-    assert proc.returncode == 0, f"DDP worker failed with exit code {proc.returncode}:\n{output[-6000:]}"
-    return json.loads(out.read_text())
+    return run_ddp_worker(__file__, workdir, out)
 
 
 def _phase_of(name: str) -> int:

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,9 +19,7 @@ from typing import Any
 import pytest
 
 from tests.callbacks.test_random_state import EPOCHS, RESUMED_AFTER
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-LAUNCH_GUARD_S = 300  # only to turn a deadlocked process group into a failure; not a timing assertion
+from tests.ddp_launch import run_ddp_worker
 
 
 def _run_worker(out_path: str) -> None:
@@ -84,27 +80,7 @@ if __name__ == "__main__":
 def ranks(tmp_path_factory) -> list[dict[str, list]]:
     workdir = tmp_path_factory.mktemp("ddp_random_state")
     out = workdir / "ranks.json"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
-    for var in ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "PL_GLOBAL_SEED"):
-        env.pop(var, None)  # the worker must launch its own process group
-    env.setdefault("OMP_NUM_THREADS", "1")
-    process = subprocess.Popen(
-        [sys.executable, str(Path(__file__).resolve()), str(out)],
-        cwd=workdir,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # rank 1 joins this session, so a hang can be cleaned up by process group
-    )
-    try:
-        output, _ = process.communicate(timeout=LAUNCH_GUARD_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        output, _ = process.communicate()
-        pytest.fail(f"DDP worker did not finish (deadlocked process group?):\n{output[-6000:]}")
-    assert process.returncode == 0, f"DDP worker failed with exit code {process.returncode}:\n{output[-6000:]}"
-    return json.loads(out.read_text())
+    return run_ddp_worker(__file__, workdir, out)
 
 
 def steps_after(seen: list, epoch: int) -> list:
