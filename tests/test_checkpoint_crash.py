@@ -4,17 +4,12 @@ the previous complete checkpoint and completes: the writer never leaves a name p
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import textwrap
-import time
 from pathlib import Path
 
 import torch
 
 from tests.helpers import python_m_ftexp
+from tests.killed_run import kill_when_the_writer_stops
 
 OVERRIDES = [
     "trainer.max_epochs=4",
@@ -24,50 +19,11 @@ OVERRIDES = [
     "logger=csv",
 ]
 
-# python -m ftexp, with the background writer stalled half-way through the first file of epoch 2 (a partial
-# temporary file on disk, as a real write leaves it) until the process is killed
-STALLED_RUN = textwrap.dedent(
-    """
-    import os, runpy, sys, time
-    import ftexp.callbacks.checkpoint_writer as writer
-
-    complete, stalled = writer.write_complete_file, sys.argv[1]
-
-    def stalls_in_epoch_2(checkpoint, path):
-        if checkpoint["epoch"] == 2:
-            path.with_name(f".{path.name}{writer.TEMP_MARK}-{os.getpid()}").write_bytes(b"half a checkpoint")
-            open(stalled, "w").close()
-            time.sleep(600)
-        complete(checkpoint, path)
-
-    writer.write_complete_file = stalls_in_epoch_2
-    sys.argv = ["ftexp", *sys.argv[2:]]
-    runpy.run_module("ftexp", run_name="__main__")
-    """
-)
-
 
 def test_a_run_killed_mid_write_resumes_from_the_previous_complete_checkpoint(tmp_path):
-    run_dir, stalled = tmp_path / "run", tmp_path / "stalled"
+    run_dir = tmp_path / "run"
     args = [*OVERRIDES, f"hydra.run.dir={run_dir}"]
-    environment = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    process = subprocess.Popen(
-        [sys.executable, "-c", STALLED_RUN, str(stalled), *args],
-        cwd=tmp_path,
-        env=environment,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while not stalled.exists():
-            assert process.poll() is None, "the run ended before its epoch-2 checkpoint write"
-            assert time.monotonic() < deadline, "no epoch-2 checkpoint write within 120 s"
-            time.sleep(0.1)
-        process.send_signal(signal.SIGKILL)
-    finally:
-        process.kill()
-        process.wait()
+    kill_when_the_writer_stops(tmp_path, 2, "during", *args)  # the first file of epoch 2 is half written
 
     checkpoints = run_dir / "checkpoints"
     assert list(checkpoints.glob(".*partial*")), "the kill landed while a file was being written"

@@ -63,7 +63,9 @@ FIRST_RESUMED_ITERATOR_CREATED_TWICE = Version(pl.__version__) < Version("2.5.3"
 
 def capture_random_state(device: torch.device | None = None) -> dict[str, Any]:
     """The global random state of this process, as tensors and plain values (a checkpoint holding it loads with
-    ``torch.load(weights_only=True)``); ``device``: a CUDA device whose generator is included.
+    ``torch.load(weights_only=True)``); ``device``: a CUDA device whose generator is included. Not Lightning's
+    (private) ``lightning_fabric.utilities.seed._collect_rng_states``: it keeps numpy's state as a tuple holding an
+    ndarray, which ``weights_only`` loading refuses, and every CUDA device's generator rather than this rank's.
 
     >>> state = capture_random_state()
     >>> first = torch.rand(2)
