@@ -22,6 +22,7 @@ from pytorch_lightning.callbacks import Callback, LearningRateMonitor
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from ftexp.callbacks import FinetuningScheduler
+from ftexp.callbacks.lightning_internals import resumes_mid_epoch
 from ftexp.callbacks.preemption import PreemptionCheckpoint, RequeueRequested
 from ftexp.files import atomic_write
 from ftexp.rank_errors import attribute_failure
@@ -66,6 +67,12 @@ class EpochMetrics(Callback):
         self.first_epoch = trainer.current_epoch  # > 0 after a resume
         if self._resumed_history is not None:
             self.history, self._resumed_history = self._resumed_history, None
+        if resumes_mid_epoch(trainer):
+            # Lightning calls no on_train_epoch_start for the epoch it resumes in, where LearningRateMonitor logs the
+            # epoch's lrs: log them now, so that the epoch's row (and the logger) has them as without the resume
+            for monitor in trainer.callbacks:
+                if isinstance(monitor, LearningRateMonitor) and monitor.logging_interval != "step":
+                    monitor.on_train_epoch_start(trainer, pl_module)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         stale = self._learning_rates.not_logged_this_epoch(trainer)

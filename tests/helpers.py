@@ -9,8 +9,10 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import pytorch_lightning as pl
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
+from pytorch_lightning.callbacks import Callback
 
 from ftexp.config import CONFIG_DIR
 
@@ -42,3 +44,24 @@ def python_m_ftexp(
     environment = {k: v for k, v in os.environ.items() if k not in left_out} | dict(env or {})
     command = [sys.executable, "-m", "ftexp", *args]
     return subprocess.run(command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=timeout)
+
+
+class SignalSelfAt(Callback):
+    """Sends ``signum`` to this process before training batch ``batch`` of epoch ``epoch``, as SLURM would."""
+
+    def __init__(self, signum: int, epoch: int, batch: int) -> None:
+        self.signum, self.epoch, self.batch = signum, epoch, batch
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:
+        if (trainer.current_epoch, batch_idx) == (self.epoch, self.batch):
+            os.kill(os.getpid(), self.signum)
+
+
+def signal_self_at(signum: int, epoch: int, batch: int) -> list[str]:
+    """The command-line overrides that add :class:`SignalSelfAt` to a run's callbacks."""
+    return [
+        f"+callbacks.signal_self._target_={__name__}.SignalSelfAt",
+        f"+callbacks.signal_self.signum={int(signum)}",
+        f"+callbacks.signal_self.epoch={epoch}",
+        f"+callbacks.signal_self.batch={batch}",
+    ]

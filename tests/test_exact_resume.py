@@ -9,15 +9,17 @@ after the resume. Its LR schedulers do not depend on ``max_epochs``, so stopping
 from __future__ import annotations
 
 import json
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from ftexp.train import run
-from tests.helpers import compose_config, python_m_ftexp
+from tests.helpers import compose_config, python_m_ftexp, signal_self_at
 from tests.killed_run import kill_when_the_writer_stops
 
 DEMO = [
@@ -129,4 +131,24 @@ def test_a_run_killed_after_an_epoch_checkpoint_and_started_again_ends_as_the_un
     assert started_again.returncode == 0, started_again.stderr[-3000:]
     resumed = json.loads((run_dir / "result.json").read_text())
     assert resumed["status"] == "completed" and resumed["attempts"][-1]["start_epoch"] == killed_after + 1
+    assert differences(resumed, uninterrupted) == []
+
+
+@pytest.mark.parametrize(
+    "signalled_batch",
+    [1, 3],
+    ids=["mid-epoch", "last batch: the stop waits for the epoch's validation and one more batch"],
+)
+def test_a_run_stopped_by_sigterm_inside_an_epoch_and_started_again_ends_as_the_uninterrupted_run(
+    tmp_path, uninterrupted, signalled_batch
+):
+    with pytest.raises(SIGTERMException):
+        run_in_process(tmp_path, *signal_self_at(signal.SIGTERM, epoch=2, batch=signalled_batch))
+    stopped = json.loads((tmp_path / "result.json").read_text())
+    resumed = run_in_process(tmp_path)
+
+    assert stopped["status"] == "interrupted"
+    last_trained = stopped["history"][-1]["epoch"] if stopped["history"] else None
+    assert last_trained == (1 if signalled_batch < 3 else 2), "the epoch it stopped in is not in the history yet"
+    assert [a["status"] for a in resumed["attempts"]] == ["interrupted", "completed"]
     assert differences(resumed, uninterrupted) == []

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import pytorch_lightning as pl
+from lightning_fabric.utilities.data import _set_sampler_epoch
+from packaging.version import Version
 
 
 def resumes_inside_epoch(trainer: pl.Trainer) -> bool:
@@ -14,3 +16,49 @@ def resumes_inside_epoch(trainer: pl.Trainer) -> bool:
     # came in 2.5 with the skip itself: 2.4 calls on_train_epoch_start on every resume, so it never resumes inside.
     loop = trainer.fit_loop
     return getattr(loop, "restarted_mid_epoch", False) or getattr(loop, "restarted_on_epoch_end", False)
+
+
+def resumes_mid_epoch(trainer: pl.Trainer) -> bool:
+    """Whether ``fit`` resumes inside an epoch's batch loop (not during its end hooks): the epoch has batches, or its
+    validation, still to run. Internal like :func:`resumes_inside_epoch` (False on 2.4, as there)."""
+    return getattr(trainer.fit_loop, "restarted_mid_epoch", False)
+
+
+# Lightning 2.5.0 (pytorch-lightning #20379, "Ensure restarting from checkpoints leads to consistent internal
+# counters") resumes after the batch whose on_train_batch_end wrote the checkpoint; before it, the batch counters
+# saved there (completed, one behind processed) make the resumed epoch train that batch a second time, so no resume
+# inside an epoch can repeat the uninterrupted fit.
+RESUMES_AFTER_THE_CHECKPOINTED_BATCH = Version(pl.__version__) >= Version("2.5.0")
+
+
+def batches_resumed_after(trainer: pl.Trainer) -> int:
+    """How many batches of the current epoch a fit resumed from a checkpoint written now counts as trained (and so
+    does not fetch again): those processed so far; 0 once the epoch's batch loop is over (a checkpoint written in
+    ``on_train_epoch_end``: the resumed fit starts the next epoch)."""
+    epochs = trainer.fit_loop.epoch_progress.current
+    if epochs.processed >= epochs.started:
+        return 0
+    return trainer.fit_loop.epoch_loop.batch_progress.current.processed
+
+
+def restart_training_iterator_at(trainer: pl.Trainer, batches: int) -> bool:
+    """Create the fit's training iterator again and fetch, then drop, its first ``batches`` batches, so that the
+    loop's next batch is batch ``batches`` of the order the iterator drew. Returns False, having changed nothing,
+    when the iterator would fetch ahead (a loader without a length): the batch it fetched ahead would come first.
+
+    The dropped batches are loaded (by the DataLoader's workers, when it has some), which costs their loading time
+    but no training, and keeps everything the workers draw as it was: each worker processes the same batches as in
+    the uninterrupted fit. ``FitLoop._data_fetcher`` and the fetcher's ``iterator`` (the CombinedLoader, which counts
+    the dropped batches against ``limit_train_batches``) are internal: checked against pytorch-lightning 2.6.6.
+    """
+    fetcher = trainer.fit_loop._data_fetcher
+    if fetcher is None or getattr(fetcher, "length", None) is None:
+        return False
+    # Lightning tells the samplers their epoch (a DistributedSampler's order depends on it) only after this point
+    # (FitLoop.on_advance_start): the order must be the epoch's already (lightning_fabric's helper, internal too)
+    for loader in trainer.fit_loop._combined_loader.flattened:
+        _set_sampler_epoch(loader, trainer.fit_loop.epoch_progress.current.processed)
+    iter(fetcher)
+    for _ in range(batches):
+        next(fetcher.iterator)
+    return True

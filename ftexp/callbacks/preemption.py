@@ -8,9 +8,13 @@ Three parties can react to a SLURM job's end-of-life signals; each signal gets e
   note; at the end of the current batch every rank agrees, ``last.ckpt`` is written, and the run stops with
   :class:`RequeueRequested`. The run's owner (:func:`ftexp.train.run`) records the attempt in ``result.json``
   and then hands the signal back to submitit (:meth:`PreemptionCheckpoint.hand_over`), which requeues the job.
-- ``SIGTERM`` (``scontrol requeue``, preemption without a user signal, ``scancel``): Lightning's own handler stops
-  the loop at the next batch boundary with ``SIGTERMException``; this callback writes ``last.ckpt`` from
-  ``on_exception`` before the process exits. SLURM requeues the job itself when it was asked to.
+- ``SIGTERM`` (``scontrol requeue``, preemption without a user signal, ``scancel``): while ``fit`` trains, the same
+  callback takes it from Lightning's handler, and stops the same way, raising Lightning's ``SIGTERMException``
+  (the run is recorded as interrupted); SLURM requeues the job itself when it was asked to. Lightning's handler
+  would stop the loop right after the batch, also before an epoch-end or mid-epoch validation or inside one, states
+  a resumed fit cannot continue exactly from (it skips that validation); it also forwards the signal to the other
+  ranks, which here agree at the next batch end instead. A SIGTERM before training starts is Lightning's, and the
+  ``SIGTERMException`` it leads to is followed by ``last.ckpt`` from ``on_exception``.
 - Lightning's SLURM auto-requeue listens on ``SIGUSR1``, which submitit's jobs are not sent, and never takes a
   signal that already has a handler: ``hardware=slurm`` and ``hardware=slurm_cpu`` leave it as it is.
 
@@ -55,9 +59,21 @@ def preemption_signal() -> signal.Signals:
     return signal.Signals[name if name.startswith("SIG") else f"SIG{name}"]
 
 
+def validation_follows(trainer: pl.Trainer, batch_idx: int) -> bool:
+    """Whether a validation (or the epoch's end) comes after this batch. A fit resumed from a checkpoint written at
+    such a batch's end skips that validation (Lightning fast-forwards its progress to the evaluation's end), and with
+    it an early-stopping check and maybe a phase transition: the stop waits one more batch instead."""
+    if batch_idx + 1 >= trainer.num_training_batches:
+        return True
+    every = trainer.val_check_batch
+    return isinstance(every, int) and (batch_idx + 1) % every == 0
+
+
 class PreemptionCheckpoint(Callback):
     """Write ``<dirpath>/<filename>.ckpt`` when the job must end early, at the first point where the state is
-    consistent (a batch boundary), so that a requeued run loses no more than one batch.
+    consistent (a batch boundary that no validation follows: :func:`validation_follows`), so that a requeued run
+    loses no more than a batch or two, and goes on from the next batch as if it had never stopped
+    (:class:`ftexp.ResumableRandomState`).
 
     Args:
         dirpath: where the run resumes from (``paths.checkpoint_dir``; ``last.ckpt`` is what
@@ -70,64 +86,79 @@ class PreemptionCheckpoint(Callback):
         self.path = Path(dirpath) / f"{filename}.ckpt"
         self.signum = signal.Signals(signum) if signum is not None else preemption_signal()
         self.received: int | None = None
-        self._previous: _SignalHandler = None
+        # the owners of the signals before training: the preemption signal's (submitit's), and SIGTERM's (Lightning's
+        # handler, which would stop the loop where it cannot resume exactly: see the module docstring)
+        self._previous: dict[signal.Signals, _SignalHandler] = {}
 
-    # ------------------------------------------------------------------ the signal
+    @property
+    def _signals(self) -> tuple[signal.Signals, ...]:
+        return tuple(dict.fromkeys((self.signum, signal.SIGTERM)))
+
+    # ------------------------------------------------------------------ the signals
     def _take_note(self, signum: int, frame: FrameType | None) -> None:
         # a signal handler runs between two bytecodes of the training step: do nothing here but remember it
         self.received = signum
 
-    def _owns_signal(self) -> bool:
-        return signal.getsignal(self.signum) == self._take_note  # bound methods compare equal, never identical
+    def _owns(self, signum: signal.Signals) -> bool:
+        return signal.getsignal(signum) == self._take_note  # bound methods compare equal, never identical
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        # not in setup: Lightning records every signal's handler after setup and on_fit_start, and puts them back
-        # when fit ends, which after an exception comes after on_exception; installed later, it puts back the owner
-        if not self._owns_signal():
-            self.received = None
-            self._previous = signal.signal(self.signum, self._take_note)
+        # not in setup: Lightning records every signal's handler after setup and on_fit_start (and installs its
+        # SIGTERM handler), and puts them back when fit ends, which after an exception comes after on_exception;
+        # installed later, it puts back the owners
+        self.received = None
+        for signum in self._signals:
+            if not self._owns(signum):
+                self._previous[signum] = signal.signal(signum, self._take_note)
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage == "fit":
             self._restore()
 
     def _restore(self) -> None:
-        """Give the signal back to its owner from before training. Called on every way out of ``fit``: a handler left
-        behind would be captured as the owner by the next run in this process, and would swallow a signal that
+        """Give the signals back to their owners from before training. Called on every way out of ``fit``: a handler
+        left behind would be captured as the owner by the next run in this process, and would swallow a signal that
         arrives after training (during ``trainer.test``), which the owner must get. A handler installed after ours
         is someone else's and stays."""
-        if self._owns_signal():
-            signal.signal(self.signum, self._previous if self._previous is not None else signal.SIG_DFL)
+        for signum, previous in self._previous.items():
+            if self._owns(signum):
+                signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
 
     @property
     def can_requeue(self) -> bool:
-        """Whether a handler owned the signal before training (submitit's, which requeues the job)."""
-        return callable(self._previous)
+        """Whether a handler owned the preemption signal before training (submitit's, which requeues the job)."""
+        return callable(self._previous.get(self.signum))
 
     def hand_over(self) -> None:
         """Give the received signal to the handler that owned it before training (submitit's requeue-and-exit), after
         the run has recorded its state. Without one (a run outside submitit) there is nothing to do: the run has
         stopped with its checkpoint written, and a rerun in the same directory resumes."""
-        if self.received is not None and callable(self._previous):
-            rank_zero_info(f"ftexp: handing {signal.Signals(self.received).name} to {self._previous!r}")
-            self._previous(self.received, None)
+        owner = self._previous.get(self.signum)
+        if self.received == self.signum and callable(owner):
+            rank_zero_info(f"ftexp: handing {signal.Signals(self.received).name} to {owner!r}")
+            owner(self.received, None)
 
     # ------------------------------------------------------------------ safe points
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         received = self.received is not None
         if trainer.world_size > 1:  # the signal may reach the ranks a few steps apart: stop together
             received = trainer.strategy.reduce_boolean_decision(received, all=False)
-        if not received:
+        if not received or validation_follows(trainer, batch_idx):
             return
         self.received = self.received if self.received is not None else int(self.signum)
         self._save(trainer)
+        if self.received == signal.SIGTERM:
+            raise SIGTERMException()  # Lightning's own way out after SIGTERM: the run is recorded as interrupted
         raise RequeueRequested(self.received, self.path)
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         # Lightning calls no teardown after an exception: this is the last hook of a fit that raised
         try:
-            # Lightning raises SIGTERMException at a batch boundary after SIGTERM, on every rank
-            if isinstance(exception, SIGTERMException):
+            # Lightning raises SIGTERMException after a SIGTERM that came before training started (its handler had it
+            # then); the one raised by on_train_batch_end comes with the checkpoint already written
+            if isinstance(exception, SIGTERMException) and self.received != signal.SIGTERM:
                 self._save(trainer)
         finally:
             self._restore()

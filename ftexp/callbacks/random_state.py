@@ -32,6 +32,20 @@ epoch ``e`` and the process that went on draw the same numbers in the same order
   iterator for that reason, and Lightning seeds each worker from the iterator's base seed, the worker id and the rank
   (``seed_everything(workers=True)``, as :func:`ftexp.train.run` calls it): workers draw the same after a resume too.
 
+**Inside an epoch** (a preemption's checkpoint at a batch boundary), the state at the checkpoint is not where the
+epoch's iterator came from. The checkpoint also holds, per process, the state captured when this epoch's training
+iterator was created (``on_fit_start`` for a process's first epoch, whose iterator ``FitLoop.setup_data`` creates;
+``on_train_epoch_start`` for later ones, created right after that hook), and how many of its batches were trained.
+The resumed fit (in ``on_train_start``, after Lightning created its iterator from the wrong state) restores that
+state, creates the iterator again (the same permutation, the same worker base seed, the DistributedSampler told its
+epoch first), fetches and drops the trained batches (loaded, so that DataLoader workers process the same batches and
+draw as before; not trained), and then restores the state of the checkpoint: from the next batch on, everything
+draws as in the uninterrupted fit (:func:`ftexp.callbacks.lightning_internals.restart_training_iterator_at`).
+Lightning's own mechanism for this, a loader with ``state_dict`` (torchdata's ``StatefulDataLoader``), counts the
+batches the loader handed out, and Lightning's fetcher has asked for one batch more than the model trained on when
+the checkpoint is written: it would resume one batch late. Needs pytorch-lightning 2.5 or later (2.4 trains the
+checkpointed batch a second time: the callback warns).
+
 Under DDP every rank has its own state (the ranks see different batches, so dropout draws different amounts), but
 only rank 0 writes the checkpoint: every rank dumps it, and :meth:`ResumableRandomState.state_dict` gathers all
 ranks' states there, so the file holds one per rank and each rank restores its own. A resume with another number of
@@ -53,6 +67,13 @@ import torch.distributed as dist
 from packaging.version import Version
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.utilities.rank_zero import rank_zero_info, rank_zero_warn
+
+from ftexp.callbacks.lightning_internals import (
+    RESUMES_AFTER_THE_CHECKPOINTED_BATCH,
+    batches_resumed_after,
+    restart_training_iterator_at,
+    resumes_inside_epoch,
+)
 
 # Lightning before 2.5.3 creates the training DataLoader iterator of the first epoch after a resume twice: in
 # FitLoop.setup_data and again in the epoch loop's on_run_start, after on_train_epoch_start (pytorch-lightning #20775,
@@ -113,9 +134,9 @@ def restore_random_state(state: dict[str, Any], device: torch.device | None = No
 
 class ResumableRandomState(Callback):
     """Save every process's global random state in each checkpoint and restore it when a fit resumes from one, so
-    that a run resumed from an epoch-end checkpoint continues exactly as the uninterrupted run (same data order, same
-    dropout masks). Part of every Hydra run (``callbacks.random_state`` in config.yaml; ``~callbacks.random_state``
-    leaves it out); with a plain Trainer::
+    that a resumed run continues exactly as the uninterrupted run (same data order, same dropout masks), from an
+    epoch's end or from inside an epoch. Part of every Hydra run (``callbacks.random_state`` in config.yaml;
+    ``~callbacks.random_state`` leaves it out); with a plain Trainer::
 
         trainer = pl.Trainer(callbacks=[ResumableRandomState(), ...])
         trainer.fit(model, ckpt_path="last.ckpt")
@@ -125,25 +146,36 @@ class ResumableRandomState(Callback):
     """
 
     def __init__(self) -> None:
+        self._trainer: pl.Trainer | None = None
         self._rank, self._world_size = 0, 1
         self._device: torch.device | None = None
         self._fitting = False
         self._restore_again: dict[str, Any] | None = None  # FIRST_RESUMED_ITERATOR_CREATED_TWICE
+        # the random state this process had when it created the current epoch's training iterator
+        self._epoch_start: dict[str, Any] | None = None
+        self._iterator_created_before_epoch_hooks = False
+        self._resume_inside_epoch: tuple[int, dict[str, Any], dict[str, Any]] | None = None
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         # called before Lightning restores callback states: where this process sits is known from here on
+        self._trainer = trainer
         self._rank, self._world_size = trainer.global_rank, trainer.world_size
         self._device = trainer.strategy.root_device
         self._fitting = stage == "fit"
 
     def state_dict(self) -> dict[str, Any]:
-        state = capture_random_state(self._device)
+        state = {"now": capture_random_state(self._device), "epoch_start": self._epoch_start}
         if self._world_size > 1 and dist.is_available() and dist.is_initialized():
             # every rank dumps the checkpoint (Trainer.save_checkpoint runs on all ranks), rank 0 writes it
             ranks: list[Any] = [None] * self._world_size
             dist.all_gather_object(ranks, state)
-            return {"ranks": ranks}
-        return {"ranks": [state]}
+        else:
+            ranks = [state]
+        saved: dict[str, Any] = {"ranks": [rank["now"] for rank in ranks]}
+        if self._fitting and all(rank["epoch_start"] is not None for rank in ranks):
+            saved["epoch_start_ranks"] = [rank["epoch_start"] for rank in ranks]
+            saved["batches_trained"] = batches_resumed_after(self._trainer)
+        return saved
 
     def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
         if self._fitting and self.state_key not in checkpoint.get("callbacks", {}):
@@ -163,11 +195,59 @@ class ResumableRandomState(Callback):
                 "uninterrupted one exactly"
             )
             return
-        restore_random_state(ranks[self._rank], self._device)
+        now = ranks[self._rank]
+        restore_random_state(now, self._device)
+        self._epoch_start = now  # (a strategy that restores after on_fit_start: the first iterator comes from here)
         if FIRST_RESUMED_ITERATOR_CREATED_TWICE:
-            self._restore_again = ranks[self._rank]
+            self._restore_again = now
+        if state_dict.get("batches_trained"):
+            epoch_start = state_dict["epoch_start_ranks"][self._rank]
+            self._resume_inside_epoch = (state_dict["batches_trained"], epoch_start, now)
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # the first training iterator of this process is created next, in FitLoop.setup_data, from this state (the
+        # sanity check in between draws nothing from the run's generators: it runs under isolate_rng)
+        self._epoch_start = capture_random_state(self._device)
+        self._iterator_created_before_epoch_hooks = True
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if resumes_inside_epoch(trainer):
+            # Lightning calls no on_train_epoch_start for the resumed epoch: the next call is the next epoch's
+            self._iterator_created_before_epoch_hooks = False
+        resume, self._resume_inside_epoch = self._resume_inside_epoch, None
+        if resume is None:
+            return
+        batches, epoch_start, now = resume
+        if batches > trainer.num_training_batches:
+            return  # another number of batches per epoch than the interrupted fit's: it cannot line up anyway
+        if not RESUMES_AFTER_THE_CHECKPOINTED_BATCH:
+            rank_zero_warn(
+                f"ftexp: the fit resumes inside an epoch, after its batch {batches}, and pytorch-lightning "
+                f"{pl.__version__} trains that batch a second time (fixed in 2.5.0): the resumed run will not repeat "
+                "the uninterrupted one exactly"
+            )
+            return
+        # the interrupted process built this epoch's iterator from `epoch_start`: build it again from there (the
+        # same permutation, the same worker seeds), drop the batches already trained, then carry on from `now`
+        restore_random_state(epoch_start, self._device)
+        restarted = restart_training_iterator_at(trainer, batches)
+        restore_random_state(now, self._device)
+        if not restarted:
+            rank_zero_warn(
+                "ftexp: the fit resumes inside an epoch, and a training loader without a length cannot start at the "
+                f"batch the interrupted fit had reached ({batches}): the resumed run will not repeat the "
+                "uninterrupted one exactly"
+            )
+            return
+        self._epoch_start = epoch_start
+        rank_zero_info(f"ftexp: resuming epoch {trainer.current_epoch} at its batch {batches}")
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._restore_again is not None:
             restore_random_state(self._restore_again, self._device)
             self._restore_again = None
+        if self._iterator_created_before_epoch_hooks:
+            self._iterator_created_before_epoch_hooks = False  # this epoch's iterator came from on_fit_start's state
+        else:
+            # every later epoch's iterator is created after this hook (the epoch loop's on_run_start)
+            self._epoch_start = capture_random_state(self._device)

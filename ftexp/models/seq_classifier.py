@@ -12,6 +12,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 from transformers import AutoConfig, AutoModelForSequenceClassification, PreTrainedModel
 
+from ftexp.callbacks.lightning_internals import batches_resumed_after
 from ftexp.hub import HubUnavailableError, require_hub, resolve_pretrained, unavailable_message
 from ftexp.schedule import split_no_decay
 
@@ -104,6 +105,30 @@ class SequenceClassifier(pl.LightningModule):
         metric.update(value, weight=weight)
         self.log(name, metric, on_step=False, on_epoch=True, prog_bar=True)
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # the training means accumulated so far in an epoch the checkpoint is written inside of (a preemption's): the
+        # fit resumed from it ends the epoch with the mean over all its batches, not over those after the resume.
+        # Beside the state dict, not in it: checkpoints without them still load. Every rank holds its own sums and
+        # only rank 0 writes the file: it holds every rank's
+        if self._trainer is None or batches_resumed_after(self.trainer) == 0:
+            return  # outside an epoch's batch loop: the means are those of a finished epoch, or of none
+        sums = {
+            name: {key: value.detach().cpu() for key, value in metric.metric_state.items()}
+            for name, metric in self.epoch_metrics.items()
+            if name.startswith("train_")
+        }
+        checkpoint["ftexp_epoch_metric_sums"] = gathered_from_every_rank(self.trainer, sums)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        ranks = checkpoint.get("ftexp_epoch_metric_sums")
+        if not ranks or self._trainer is None or len(ranks) != self.trainer.world_size:
+            return
+        for name, state in ranks[self.trainer.global_rank].items():
+            metric = self.epoch_metrics[name]
+            for key, value in state.items():
+                setattr(metric, key, value.to(getattr(metric, key).device))
+            metric._update_count = 1 if float(state.get("weight", torch.zeros(()))) > 0 else 0
+
     def configure_optimizers(self) -> Any:
         """AdamW (or the configured factory) over the *trainable* parameters only, in two groups: with weight
         decay, and without it for names containing a ``no_decay`` fragment."""
@@ -159,3 +184,12 @@ def build_backbone(
             "model's own tokenizer (data.tokenizer)"
         )
     return model
+
+
+def gathered_from_every_rank(trainer: pl.Trainer, value: Any) -> list[Any]:
+    """``value`` of every rank, in rank order (``[value]`` in a single process)."""
+    if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+        ranks: list[Any] = [None] * trainer.world_size
+        torch.distributed.all_gather_object(ranks, value)
+        return ranks
+    return [value]

@@ -22,7 +22,7 @@ from ftexp.callbacks.preemption import PreemptionCheckpoint, RequeueRequested, p
 from ftexp.record import AttemptRecord, RunRecord, RunStatus
 from ftexp.results import hand_over
 from ftexp.train import run
-from tests.helpers import compose_config
+from tests.helpers import compose_config, signal_self_at
 
 QUICK = [
     "trainer.max_epochs=6",
@@ -62,17 +62,6 @@ class SignalSelfInLastValidation(Callback):
             os.kill(os.getpid(), self.signum)
 
 
-class SignalSelfAt(Callback):
-    """Sends ``signum`` to this process before training batch ``batch`` of epoch ``epoch``, as SLURM would."""
-
-    def __init__(self, signum: int, epoch: int, batch: int) -> None:
-        self.signum, self.epoch, self.batch = signum, epoch, batch
-
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:
-        if (trainer.current_epoch, batch_idx) == (self.epoch, self.batch):
-            os.kill(os.getpid(), self.signum)
-
-
 def compose_run(run_dir: Path, *overrides: str):
     return compose_config(run_dir, *QUICK, *overrides)
 
@@ -87,14 +76,7 @@ def raise_override() -> list[str]:
 
 
 def signal_override(signum: int) -> list[str]:
-    target = f"{__name__}.SignalSelfAt"
-    epoch, batch = SIGNAL_AT
-    return [
-        f"+callbacks.signal_self._target_={target}",
-        f"+callbacks.signal_self.signum={int(signum)}",
-        f"+callbacks.signal_self.epoch={epoch}",
-        f"+callbacks.signal_self.batch={batch}",
-    ]
+    return signal_self_at(signum, *SIGNAL_AT)
 
 
 class FakeSubmitit:

@@ -5,6 +5,7 @@ DataLoader workers (``ftexp.ResumableRandomState``)."""
 from __future__ import annotations
 
 import random
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +18,13 @@ from torch.utils.data import DataLoader, Dataset
 
 from ftexp import ResumableRandomState
 from ftexp.callbacks import random_state
+from ftexp.callbacks.lightning_internals import RESUMES_AFTER_THE_CHECKPOINTED_BATCH
+from ftexp.callbacks.preemption import PreemptionCheckpoint, RequeueRequested
 from ftexp.callbacks.random_state import capture_random_state, restore_random_state
+from tests.helpers import SignalSelfAt
 
 EPOCHS, RESUMED_AFTER = 4, 1  # the resumed fit starts from the checkpoint of epoch 1 and trains epochs 2 and 3
+BATCHES = 3  # training batches per epoch (limit_train_batches)
 
 
 class NoisyPairs(Dataset):
@@ -83,7 +88,7 @@ def fit(
     trainer = pl.Trainer(
         default_root_dir=checkpoints,
         max_epochs=EPOCHS,
-        limit_train_batches=3,  # a different part of the shuffled set every epoch
+        limit_train_batches=BATCHES,  # a different part of the shuffled set every epoch
         callbacks=[*callbacks, every_epoch],
         accelerator="cpu",
         devices=1,
@@ -168,3 +173,50 @@ def test_a_state_restores_every_global_generator_including_a_cached_gaussian():
 
 def draw_from_every_generator() -> tuple:
     return torch.rand(3), np.random.rand(3), [random.random() for _ in range(3)], np.random.randn(), random.gauss(0, 1)
+
+
+@pytest.mark.skipif(
+    not RESUMES_AFTER_THE_CHECKPOINTED_BATCH,
+    reason=f"pytorch-lightning {pl.__version__} trains the checkpointed batch again after a resume (fixed in 2.5.0)",
+)
+@pytest.mark.parametrize(
+    ("signalled_batch", "stopped_after"),
+    [(0, (1, 0)), (1, (1, 1)), (BATCHES - 1, (2, 0))],
+    ids=["first batch", "middle batch", "last batch: the stop waits for the epoch's end and one more batch"],
+)
+def test_a_fit_stopped_inside_an_epoch_resumes_at_the_next_batch_and_draws_what_the_uninterrupted_fit_drew(
+    tmp_path, signalled_batch, stopped_after
+):
+    resumed, uninterrupted = stop_inside_epoch_1_and_resume(tmp_path, signalled_batch, stopped_after)
+
+    assert resumed.seen[0][0] == stopped_after[0], "the resumed fit goes on in the epoch it stopped in"
+    assert resumed.seen == uninterrupted.seen[trained(stopped_after) :], "the same batches, order and draws"
+    assert all(torch.equal(resumed.state_dict()[name], value) for name, value in uninterrupted.state_dict().items())
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not RESUMES_AFTER_THE_CHECKPOINTED_BATCH, reason="as above: fixed in pytorch-lightning 2.5.0")
+def test_with_dataloader_workers_a_fit_stopped_inside_an_epoch_resumes_as_the_uninterrupted_fit_goes_on(tmp_path):
+    resumed, uninterrupted = stop_inside_epoch_1_and_resume(tmp_path, 1, (1, 1), num_workers=2)
+
+    assert resumed.seen == uninterrupted.seen[trained((1, 1)) :], "worker draws too: each worker seeded as before"
+
+
+def trained(stopped_after: tuple[int, int]) -> int:
+    epoch, batch = stopped_after
+    return epoch * BATCHES + batch + 1
+
+
+def stop_inside_epoch_1_and_resume(
+    tmp_path: Path, signalled_batch: int, stopped_after: tuple[int, int], num_workers: int = 0
+) -> tuple[NoisyModule, NoisyModule]:
+    """The fit resumed from the checkpoint of a fit preempted while batch ``signalled_batch`` of epoch 1 trained,
+    and the uninterrupted fit."""
+    uninterrupted, _ = fit(tmp_path / "uninterrupted", [ResumableRandomState()], num_workers)
+    preemption = PreemptionCheckpoint(tmp_path / "stopped", signum=signal.SIGUSR2)
+    with pytest.raises(RequeueRequested):
+        signal_at = SignalSelfAt(signal.SIGUSR2, 1, signalled_batch)
+        fit(tmp_path / "stopped", [ResumableRandomState(), preemption, signal_at], num_workers)
+    assert torch.load(preemption.path, weights_only=True)["global_step"] == trained(stopped_after)
+    resumed, _ = fit(tmp_path / "resumed", [ResumableRandomState()], num_workers, ckpt_path=preemption.path)
+    return resumed, uninterrupted
