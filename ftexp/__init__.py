@@ -21,6 +21,7 @@ if TYPE_CHECKING:
         ResumableRandomState,
     )
     from ftexp.schedule import Schedule, ScheduleError, generate_schedule, load_schedule, presets
+    from ftexp.schedule.slanted_triangular import SlantedTriangularLR
 
 _EXPORTS = {
     "DEPTH_METRIC": "ftexp.callbacks",
@@ -33,6 +34,7 @@ _EXPORTS = {
     "ResumableRandomState": "ftexp.callbacks",
     "Schedule": "ftexp.schedule",
     "ScheduleError": "ftexp.schedule",
+    "SlantedTriangularLR": "ftexp.schedule.slanted_triangular",
     "generate_schedule": "ftexp.schedule",
     "load_schedule": "ftexp.schedule",
     "presets": "ftexp.schedule",
@@ -49,6 +51,7 @@ __all__ = [
     "ResumableRandomState",
     "Schedule",
     "ScheduleError",
+    "SlantedTriangularLR",
     "generate_schedule",
     "load_schedule",
     "presets",

@@ -15,6 +15,7 @@ from torch.optim import lr_scheduler as lrs
 
 from ftexp.schedule.errors import ScheduleError
 from ftexp.schedule.model import ClassSpec, LRSchedulerSpec, OptimizerSpec, Schedule
+from ftexp.schedule.slanted_triangular import SlantedTriangularLR
 
 SUPPORTED_LR_SCHEDULERS: tuple[type, ...] = (
     lrs.LambdaLR,
@@ -27,6 +28,7 @@ SUPPORTED_LR_SCHEDULERS: tuple[type, ...] = (
     lrs.ReduceLROnPlateau,
     lrs.ConstantLR,
     lrs.LinearLR,
+    SlantedTriangularLR,  # ftexp's (ULMFiT): a closed form of base_lrs, so new groups follow it once appended
 )
 
 

@@ -8,6 +8,7 @@ import torch
 from pytorch_lightning.callbacks import Callback
 
 from ftexp import FinetuningScheduler, PhaseEarlyStopping
+from ftexp.schedule.slanted_triangular import SlantedTriangularLR
 from tests.tiny_models import TinyModule, bn_convnet, trainer
 
 
@@ -228,3 +229,22 @@ def test_implicit_reinit_optim_cfg_builds_a_new_optimizer_at_every_transition(tm
     distinct = {id(o) for o in optimizers}
     assert len(distinct) == 3, "one optimizer per phase"
     assert all(isinstance(o, torch.optim.SGD) and o.defaults["momentum"] == 0.5 for o in optimizers[-1:])
+
+
+class SlantedTriangular(TinyModule):
+    def configure_optimizers(self):
+        optimizer = torch.optim.SGD([p for p in self.parameters() if p.requires_grad], lr=1e-2)
+        return {"optimizer": optimizer, "lr_scheduler": SlantedTriangularLR(optimizer, total_steps=10, cut_frac=0.2)}
+
+
+def test_slanted_triangular_lr_rises_to_the_peak_and_a_group_thawed_later_follows_it_from_its_own_lr(tmp_path):
+    probe = EpochStartLRProbe()
+    fts = FinetuningScheduler(two_phases(), restore_best=False, epoch_transitions_only=True)
+    trainer(tmp_path, [fts, probe], max_epochs=6).fit(SlantedTriangular())
+
+    # stepped once per epoch: warm-up over 2 steps from 1e-2/32 to the peak at epoch 2, then down by 1/8 of the
+    # peak-to-floor span per epoch; the phase-1 group (lr 1e-3 from epoch 1) follows the same factor from there on
+    factor = {epoch: (1 + p * 31) / 32 for epoch, p in {0: 0, 1: 0.5, 2: 1, 3: 7 / 8, 4: 6 / 8, 5: 5 / 8}.items()}
+    assert probe.lrs[0] == pytest.approx([1e-2 * factor[0]])
+    assert [lrs[0] for epoch, lrs in sorted(probe.lrs.items())] == pytest.approx([1e-2 * factor[e] for e in range(6)])
+    assert [probe.lrs[epoch][1] for epoch in range(2, 6)] == pytest.approx([1e-3 * factor[e] for e in range(2, 6)])
