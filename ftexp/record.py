@@ -187,10 +187,11 @@ class AttemptRecord:
     end_epoch: int | None = None
     wall_time_s: float | None = None
     cpu_time_s: float | None = None
+    attempt_id: str | None = None  # what ftexp.attempt_log recognizes it by (left out of files written before it)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return _plain_fields(self, left_out_when_none=("cpu_time_s",))
+        return _plain_fields(self, left_out_when_none=("cpu_time_s", "attempt_id"))
 
     @classmethod
     def from_dict(cls, data: Any) -> AttemptRecord:

@@ -21,6 +21,7 @@ from pytorch_lightning.accelerators import CPUAccelerator, CUDAAccelerator
 from pytorch_lightning.callbacks import Callback, LearningRateMonitor
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
+from ftexp.attempt_log import attempts_of_this_run, log_start, read_starts
 from ftexp.callbacks import FinetuningScheduler
 from ftexp.callbacks.lightning_internals import resumes_mid_epoch
 from ftexp.callbacks.preemption import PreemptionCheckpoint, RequeueRequested
@@ -148,6 +149,12 @@ class RunRecorder:
             result_file=str(self.run_dir / "result.json"),
         )
 
+    def started(self) -> None:
+        """The run dir exists and training is about to begin: log this attempt's start (rank 0), so that a later
+        attempt lists it even if it dies without a word (:mod:`ftexp.attempt_log`)."""
+        if rank_zero_only.rank == 0:
+            log_start(self.run_dir, self.attempt)
+
     def fit_ended(self, interrupted: bool, test: TestResult | None) -> None:
         """The fit returned: completed (and ``test``, unless the run tests nothing), or stopped by Lightning."""
         self.record.test = test
@@ -183,8 +190,11 @@ class RunRecorder:
         attempt.end_epoch = objects.trainer.current_epoch if objects is not None else None
         attempt.wall_time_s = round(time.perf_counter() - self._started, 2)
         attempt.cpu_time_s = round(cpu_seconds() - self._started_cpu, 2)
-        earlier = (self.earlier.attempts or []) if self.earlier is not None and attempt.resumed_from else []
-        record.attempts = [*earlier, attempt]
+        earlier = (self.earlier.attempts or []) if self.earlier is not None else []
+        if attempt.attempt_id is not None:  # logged at its start: the log also knows the attempts that died
+            record.attempts = attempts_of_this_run(read_starts(self.run_dir), [*earlier, attempt])
+        else:  # a start that failed before its run dir existed, or a rank that logs nothing
+            record.attempts = [*(earlier if attempt.resumed_from else []), attempt]
         record.wall_time_s = round(sum(a.wall_time_s or 0.0 for a in record.attempts), 2)
         cpu_times = [a.cpu_time_s for a in record.attempts if a.cpu_time_s is not None]
         record.cpu_time_s = round(sum(cpu_times), 2) if len(cpu_times) == len(record.attempts) else None

@@ -6,6 +6,7 @@ working directory, and writes everything under ``cfg.paths.output_dir``::
     <run_dir>/
       .hydra/                 composed config, Hydra's own settings, the command-line overrides
       config_tree.log         the resolved config as a tree (the console says where it is)
+      attempts.log            one line per start of the run (ftexp.attempt_log: attempts that died are listed too)
       checkpoints/            best and last.ckpt (a rerun in the same dir resumes from last.ckpt)
       tensorboard/            event files
       <Module>_ft_schedule.yaml   the resolved fine-tuning schedule (scheduled scenarios)
@@ -126,6 +127,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         pl.seed_everything(cfg.seed, workers=True)
         objects = build(cfg)
         recorder.run_dir.mkdir(parents=True, exist_ok=True)
+        recorder.started()
         save_config_tree(cfg, recorder.run_dir / "config_tree.log")
         if ckpt_path:
             log.info(f"resuming from {ckpt_path}")

@@ -34,7 +34,8 @@ def test_a_run_killed_mid_write_resumes_from_the_previous_complete_checkpoint(tm
     result = json.loads((run_dir / "result.json").read_text())
     assert result["status"] == "completed" and result["epochs_run"] == 4
     assert result["resumed_from"] == str(checkpoints / "last.ckpt")
-    assert [(a["start_epoch"], a["end_epoch"]) for a in result["attempts"]] == [(2, 4)]
+    attempts = [(a["status"], a["start_epoch"], a["end_epoch"]) for a in result["attempts"]]
+    assert attempts == [("died", None, None), ("completed", 2, 4)], "the killed attempt is listed, as died"
     assert [row["epoch"] for row in result["history"]] == [0, 1, 2, 3], "epochs 0-1 came from the checkpoint"
     assert not list(checkpoints.glob(".*partial*")), "the restarted run removed the partial file"
     assert Path(result["best_checkpoint"]).is_file()

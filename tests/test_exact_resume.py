@@ -64,7 +64,7 @@ def outcome(result: dict[str, Any]) -> dict[str, Any]:
         "final": result["final"],
         "phases_run": result["phases_run"],
         "reached_depth": result["reached_depth"],
-        "test": {name: value for name, value in result["test"].items() if name != "checkpoint"},
+        "test": {name: value for name, value in (result.get("test") or {}).items() if name != "checkpoint"},
     }
 
 
@@ -116,21 +116,26 @@ def test_with_dataloader_workers_a_resumed_run_ends_as_the_uninterrupted_run_too
 
 
 @pytest.mark.slow
-def test_a_run_killed_after_an_epoch_checkpoint_and_started_again_ends_as_the_uninterrupted_run(
-    tmp_path, uninterrupted
+@pytest.mark.parametrize(
+    ("killed_in_epoch", "where", "resumes_after"),
+    [(1, "after", 1), (2, "during", 1)],
+    ids=["after epoch 1's checkpoint", "while epoch 2's checkpoint is written"],
+)
+def test_a_run_killed_at_a_checkpoint_and_started_again_ends_as_the_uninterrupted_run(
+    tmp_path, uninterrupted, killed_in_epoch, where, resumes_after
 ):
     run_dir = tmp_path / "run"
     args = [*DEMO, f"hydra.run.dir={run_dir}"]
     last = run_dir / "checkpoints" / "last.ckpt"
-    printed = kill_when_the_writer_stops(tmp_path, 1, "after", *args)  # once last.ckpt holds epoch 1
+    printed = kill_when_the_writer_stops(tmp_path, killed_in_epoch, where, *args)
     # last.ckpt is renamed into place whole: what it holds now is the epoch the next attempt resumes after
-    killed_after = torch.load(last, weights_only=False)["epoch"]
-    assert killed_after == 1, printed[-3000:]
+    assert torch.load(last, weights_only=False)["epoch"] == resumes_after, printed[-3000:]
 
     started_again = python_m_ftexp(tmp_path, *args)
     assert started_again.returncode == 0, started_again.stderr[-3000:]
     resumed = json.loads((run_dir / "result.json").read_text())
-    assert resumed["status"] == "completed" and resumed["attempts"][-1]["start_epoch"] == killed_after + 1
+    assert [a["status"] for a in resumed["attempts"]] == ["died", "completed"], "the killed attempt is listed"
+    assert resumed["attempts"][-1]["start_epoch"] == resumes_after + 1
     assert differences(resumed, uninterrupted) == []
 
 

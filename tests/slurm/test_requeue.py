@@ -21,6 +21,11 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
+
+from ftexp.train import run
+from tests.helpers import compose_config
+from tests.test_exact_resume import differences
 
 REPO_ROOT = Path(__file__).parents[2]
 ONE_JOB = [
@@ -33,6 +38,9 @@ ONE_JOB = [
     "+callbacks.hold._target_=tests.slurm.hold.HoldFirstAttemptUntilSignalled",
 ]
 TIMEOUT_S = 480
+# the job's settings that decide its result, also given to the unpreempted run it is compared with (one thread: the
+# job's cpus_per_task, so that both sum in the same order)
+SAME_RUN = ["trainer.max_epochs=10", "cpu_threads=1"]
 
 
 def start_sweep(root: Path, *overrides: str) -> tuple[subprocess.Popen, Path]:
@@ -96,8 +104,8 @@ def assert_one_run(result: dict) -> None:
     assert [t["depth"] for t in result["transitions"]] == [1, 2]
 
 
-def test_a_job_requeued_mid_run_resumes_at_its_phase_and_finishes_as_one_run(tmp_path):
-    process, sweep_dir = start_sweep(tmp_path, "trainer.max_epochs=10")
+def test_a_job_requeued_mid_run_resumes_at_its_phase_and_finishes_as_the_same_run_unpreempted(tmp_path):
+    process, sweep_dir = start_sweep(tmp_path, *SAME_RUN)
     wait_for(lambda: "hold: phase 1" in train_log(sweep_dir), "the job to wait in phase 1", process)
     (job_id,) = job_ids(sweep_dir)
     subprocess.run(["scontrol", "requeue", job_id], check=True, capture_output=True)
@@ -107,14 +115,18 @@ def test_a_job_requeued_mid_run_resumes_at_its_phase_and_finishes_as_one_run(tmp
     assert_one_run(result)
     first, *_ = result["attempts"]
     assert first["status"] == "interrupted" and first["end_epoch"] >= 3, "stopped in phase 1 with a checkpoint"
-    assert "Received SIGTERM" in train_log(sweep_dir) or "state saved" in train_log(sweep_dir)
+    assert "state saved" in train_log(sweep_dir), "ftexp took SIGTERM and checkpointed at a batch boundary"
+    threads = torch.get_num_threads()  # run() applies cpu_threads to this process
+    try:
+        unpreempted = run(compose_config(tmp_path / "unpreempted", *SAME_RUN, "test=false"))
+    finally:
+        torch.set_num_threads(threads)
+    assert differences(result, unpreempted) == [], "the requeue changed nothing the run found"
 
 
 def test_a_time_limit_with_a_signal_leads_to_a_checkpoint_and_a_requeue_that_finishes_the_job(tmp_path):
     # 1 minute per attempt, SIGUSR2 about 35 s before it; the first attempt waits for it in phase 1
-    process, sweep_dir = start_sweep(
-        tmp_path, "hardware.timeout_min=1", "hydra.launcher.signal_delay_s=35", "trainer.max_epochs=10"
-    )
+    process, sweep_dir = start_sweep(tmp_path, "hardware.timeout_min=1", "hydra.launcher.signal_delay_s=35", *SAME_RUN)
 
     result = finish(process, tmp_path, sweep_dir)
 
