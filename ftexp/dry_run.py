@@ -10,20 +10,24 @@ the plan shows exactly what the run would do.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
+from torch import nn
 
 from ftexp.callbacks.freezing import set_trainable
 from ftexp.callbacks.phase_layout import enforce_phase0
 from ftexp.config import ConfigError, instantiate, scheduler_node, validate_config
 from ftexp.config.rules import REINIT_KEY, SCHEDULE_KEY
 from ftexp.run_schedule import (
+    RunSchedule,
     model_inputs,
     reinit_spec,
     replaced_schedulers_note,
@@ -36,6 +40,7 @@ from ftexp.schedule import (
     check_phase_directives,
     defaults,
 )
+from ftexp.schedule.implicit import declared_newly_initialized
 from ftexp.schedule.names import largest_modules
 from ftexp.schedule.run_rules import epoch_transition_problems, late_transition_warnings
 
@@ -44,14 +49,116 @@ log = logging.getLogger(__name__)
 
 def build_skeleton(cfg: DictConfig, datamodule: pl.LightningDataModule) -> pl.LightningModule:
     """The run's model on the ``meta`` device: every parameter's name, shape and module, no memory, no download
-    of weights. A pretrained model is built from its config (``AutoConfig.from_pretrained``) instead."""
+    of weights. A pretrained model is built from its config (``AutoConfig.from_pretrained``) instead, and given the
+    ``newly_initialized`` parameters ``from_pretrained`` would report, read from the checkpoint's tensor names
+    (:func:`expected_newly_initialized`), so that the plan's implicit schedule is the run's."""
     inputs = model_inputs(datamodule)
     node = cfg.model
     if node.get("pretrained"):
         inputs.update(_pretrained_as_config(str(node.pretrained)))
         inputs["vocab_size"] = None  # the checkpoint's own vocabulary, as from_pretrained would give
     with torch.device("meta"):
-        return instantiate(node, **inputs)
+        skeleton = instantiate(node, **inputs)
+    if node.get("pretrained") and isinstance(getattr(skeleton, "model", None), nn.Module):
+        from ftexp.hub import resolve_pretrained
+
+        new, unread = expected_newly_initialized(resolve_pretrained(str(node.pretrained)), skeleton.model)
+        skeleton.newly_initialized = tuple(f"model.{name}" for name in new)
+        skeleton.newly_initialized_unknown = unread
+    return skeleton
+
+
+# the weights files from_pretrained looks for, in its order of preference
+CHECKPOINT_FILES = (
+    "model.safetensors.index.json",
+    "model.safetensors",
+    "pytorch_model.bin.index.json",
+    "pytorch_model.bin",
+)
+
+
+def expected_newly_initialized(source: str, backbone: nn.Module) -> tuple[tuple[str, ...], str | None]:
+    """The parameters of ``backbone`` (a meta-device copy of what ``from_pretrained(source)`` builds) that the
+    checkpoint at ``source`` does not hold, in ``named_parameters()`` order, and ``None``; or ``()`` and why they
+    cannot be known without reading weights.
+
+    The run takes them from ``from_pretrained``'s own loading report; the plan cannot load weights, so it matches
+    the checkpoint's tensor names (file headers, an index, or the hub's safetensors metadata; nothing is
+    downloaded but headers) the way ``from_pretrained`` does for ordinary checkpoints: a name as it is, or without
+    the base model's prefix (a checkpoint of the bare backbone), legacy ``gamma``/``beta`` read as
+    ``weight``/``bias``.
+    """
+    tensors, unread = _checkpoint_tensor_names(source)
+    if tensors is None:
+        return (), unread
+    held = {_modern_name(name) for name in tensors}
+    prefix = getattr(backbone, "base_model_prefix", "")
+    base = f"{prefix}." if prefix else None
+
+    def in_checkpoint(name: str) -> bool:
+        return name in held or (base is not None and name.startswith(base) and name[len(base) :] in held)
+
+    return tuple(name for name, _ in backbone.named_parameters() if not in_checkpoint(name)), None
+
+
+def _modern_name(name: str) -> str:
+    for old, new in ((".gamma", ".weight"), (".beta", ".bias")):
+        if name.endswith(old):
+            return name[: -len(old)] + new
+    return name
+
+
+def _checkpoint_tensor_names(source: str) -> tuple[set[str] | None, str | None]:
+    """The tensor names of the checkpoint ``from_pretrained(source)`` loads (a directory, or a hub id whose files
+    are cached or whose safetensors headers the hub serves), and ``None``; or ``None`` and why not."""
+    for filename in CHECKPOINT_FILES:
+        path = _checkpoint_file(source, filename)
+        if path is not None:
+            try:
+                return _tensor_names_in(path), None
+            except (OSError, ValueError, RuntimeError) as err:
+                return None, f"cannot read the tensor names of {path} ({type(err).__name__}: {err})"
+    if Path(source).exists():
+        return None, f"{source} holds none of {', '.join(CHECKPOINT_FILES)}"
+    from ftexp.hub import offline_mode
+
+    if offline_mode():
+        return None, f"no weights file of {source!r} in the hub cache (offline mode)"
+    try:
+        from huggingface_hub import get_safetensors_metadata
+
+        return set(get_safetensors_metadata(source).weight_map), None
+    except Exception as err:  # unreachable hub, no safetensors in the repo, a private repo: the run will know
+        return None, f"the hub gives no safetensors metadata of {source!r} ({type(err).__name__}: {err})"
+
+
+def _checkpoint_file(source: str, filename: str) -> Path | None:
+    directory = Path(source)
+    if directory.is_dir():
+        path = directory / filename
+        return path if path.is_file() else None
+    if directory.exists():
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        cached = try_to_load_from_cache(source, filename)
+    except ValueError:  # not a valid hub id either: from_pretrained will say so
+        return None
+    return Path(cached) if isinstance(cached, str) else None
+
+
+def _tensor_names_in(path: Path) -> set[str]:
+    """Tensor names from a weights file without reading its weights: an index's ``weight_map``, a safetensors
+    header, or a torch zip file memory-mapped onto the meta device."""
+    if path.name.endswith(".index.json"):
+        return set(json.loads(path.read_text())["weight_map"])
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as handle:
+            return set(handle.keys())
+    return set(torch.load(path, map_location="meta", mmap=True, weights_only=True))
 
 
 def _pretrained_as_config(pretrained: str) -> dict[str, Any]:
@@ -125,6 +232,7 @@ def plan_phases(cfg: DictConfig, model: pl.LightningModule) -> Plan:
     if run_schedule.never_thawed:
         shown = ", ".join(_compact(run_schedule.never_thawed, all_names))
         notes.append(f"never thawed ({len(run_schedule.never_thawed)} tensors): {shown}")
+    notes.extend(_newly_initialized_notes(model, run_schedule, all_names))
     final = schedule.final_depth(fts.get("max_depth", -1))
     epoch_only = bool(fts.get("epoch_transitions_only", False))
     restore_best = fts.get("restore_best", True)
@@ -180,6 +288,37 @@ def plan_phases(cfg: DictConfig, model: pl.LightningModule) -> Plan:
         plan.parameters.append(", ".join(_compact(phase.params, all_names)))
     header[1] = _lr_reinit_effect(cfg.lr_reinit.name, run_schedule.kind, new_scheduler_phases, final)
     return plan
+
+
+def _newly_initialized_notes(model: pl.LightningModule, run_schedule: RunSchedule, all_names: list[str]) -> list[str]:
+    """Which parameters ``from_pretrained`` initializes at random and where the schedule trains them: an implicit
+    schedule puts them in phase 0 (that is why they are there, whatever their position); an explicit or preset one
+    is followed as written, so the note says which of them wait for a later phase or are never thawed."""
+    unknown = getattr(model, "newly_initialized_unknown", None)
+    if unknown:
+        then = "; the run trains those from_pretrained reports from phase 0" if run_schedule.kind == "implicit" else ""
+        return [f"the parameters from_pretrained will initialize at random are not known to the plan: {unknown}{then}"]
+    new = list(declared_newly_initialized(model))
+    if not new:
+        return []
+    shown = ", ".join(_compact(new, all_names))
+    if run_schedule.kind == "implicit":
+        return [f"newly initialized by from_pretrained, trained from phase 0: {shown}"]
+    phase_of = {name: phase.index for phase in run_schedule.schedule.phases for name in phase.params}
+    late: dict[int | None, list[str]] = {}
+    for name in new:
+        if phase_of.get(name) != 0:
+            late.setdefault(phase_of.get(name), []).append(name)
+    if not late:
+        return [f"newly initialized by from_pretrained: {shown} (in phase 0 of the {run_schedule.kind} schedule)"]
+    where = "; ".join(
+        f"{', '.join(_compact(names, all_names))} " + ("never thawed" if phase is None else f"from phase {phase}")
+        for phase, names in late.items()
+    )
+    return [
+        f"newly initialized by from_pretrained, yet not trained from phase 0 (the {run_schedule.kind} schedule is "
+        f"followed as written): {where}"
+    ]
 
 
 def _lr_reinit_effect(choice: str, kind: str | None, new_scheduler_phases: Sequence[int], final: int = 0) -> str:

@@ -76,6 +76,8 @@ def resolve_run_schedule(cfg: DictConfig, model: nn.Module) -> RunSchedule | Non
     try:
         if ft_schedule is None:
             mode = fts.get("implicit_mode", "blocks")
+            # the model's newly_initialized parameters (from_pretrained's random ones) join phase 0: the generator
+            # reads them off the model, as it does in the callback that generates this schedule again at fit start
             schedule = generate_schedule(model, mode=mode, max_phases=fts.get("max_phases"))
             return RunSchedule(schedule, "implicit", schedule.source)
         if is_preset(ft_schedule):

@@ -36,6 +36,11 @@ class SequenceClassifier(pl.LightningModule):
         no_decay: name fragments of parameters trained without weight decay. Read by the FinetuningScheduler as
             well, so that every phase splits its parameters the same way.
 
+    ``newly_initialized`` holds the names (as ``named_parameters()`` gives them, ``model.`` prefix included) of the
+    parameters ``from_pretrained`` initialized at random because the checkpoint lacked them: the classifier, and
+    e.g. a pooler a base-model checkpoint does not hold. Implicit schedules train them from phase 0
+    (:func:`ftexp.schedule.generate_schedule` reads the attribute). Empty for a model built from ``backbone``.
+
     The epoch metrics (``train_loss``, ``val_loss``, ``val_acc``, ``test_loss``, ``test_acc``) are torchmetrics
     ``MeanMetric`` objects: each process keeps a sum and a count, and at the end of the epoch the sums and counts of
     all processes are added up before dividing. So under DDP every rank logs the same value, the mean over every
@@ -67,7 +72,8 @@ class SequenceClassifier(pl.LightningModule):
         super().__init__()
         # the factories are code, not hyperparameters: keeping them out keeps checkpoints loadable with weights_only
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
-        self.model = build_backbone(pretrained, backbone, num_labels, vocab_size, pad_token_id)
+        self.model, new_in_backbone = build_backbone(pretrained, backbone, num_labels, vocab_size, pad_token_id)
+        self.newly_initialized: tuple[str, ...] = tuple(f"model.{name}" for name in new_in_backbone)
         self.optimizer_factory = optimizer or partial(torch.optim.AdamW, lr=2e-5)
         self.lr_scheduler_factory = lr_scheduler
         self.lr_scheduler_config = dict(lr_scheduler_config or {})
@@ -154,8 +160,10 @@ def build_backbone(
     num_labels: int,
     vocab_size: int | None,
     pad_token_id: int | None,
-) -> PreTrainedModel:
-    """``from_pretrained(pretrained)`` or ``from_config`` of a fresh config built from ``backbone``."""
+) -> tuple[PreTrainedModel, tuple[str, ...]]:
+    """``from_pretrained(pretrained)`` or ``from_config`` of a fresh config built from ``backbone``, and the names
+    of the model's parameters the checkpoint did not hold (initialized at random by ``from_pretrained``; ``()``
+    for a model built from a config, where nothing is pretrained and nothing is singled out)."""
     if (pretrained is None) == (backbone is None):
         raise ValueError("model: give exactly one of 'pretrained' (hub id or directory) and 'backbone' (a config)")
     if pretrained is None:
@@ -168,13 +176,15 @@ def build_backbone(
         if pad_token_id is not None:
             arguments["pad_token_id"] = pad_token_id
         config = AutoConfig.for_model(model_type, num_labels=num_labels, **arguments)
-        return AutoModelForSequenceClassification.from_config(config)
+        return AutoModelForSequenceClassification.from_config(config), ()
     what = f"model {pretrained!r}"
     hint = "Point model.pretrained at a local directory written by save_pretrained."
     source = resolve_pretrained(pretrained)
     require_hub(source, what, hint)
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=num_labels)
+        model, loading_info = AutoModelForSequenceClassification.from_pretrained(
+            source, num_labels=num_labels, output_loading_info=True
+        )
     except OSError as err:
         raise HubUnavailableError(unavailable_message(what, str(err), hint)) from err
     embeddings = model.get_input_embeddings().num_embeddings
@@ -183,7 +193,32 @@ def build_backbone(
             f"model: the tokenizer has {vocab_size} tokens but {pretrained!r} embeds only {embeddings}; use the "
             "model's own tokenizer (data.tokenizer)"
         )
-    return model
+    return model, newly_initialized_parameters(model, loading_info)
+
+
+def newly_initialized_parameters(model: nn.Module, loading_info: Mapping[str, Any]) -> tuple[str, ...]:
+    """The parameters of ``model`` that ``from_pretrained`` initialized at random, from its
+    ``output_loading_info``: the ``missing_keys`` (the checkpoint lacks them) and ``mismatched_keys`` (the
+    checkpoint's shape differs; only with ``ignore_mismatched_sizes``), in ``named_parameters()`` order.
+
+    Missing persistent buffers (BatchNorm statistics) are reported among the keys but are not parameters: no phase
+    thaws them, so they are left out. Loading a base-model checkpoint into a model with a head, some transformers
+    versions name the missing keys of the base model without its prefix (``pooler.dense.weight`` for
+    ``bert.pooler.dense.weight``): a key that is no parameter name as given is looked up under the prefix.
+    """
+    names = [name for name, _ in model.named_parameters()]
+    known = set(names)
+    prefix = getattr(model, "base_model_prefix", "")
+    reported = [*loading_info.get("missing_keys", ())]
+    # a mismatched entry is (key, checkpoint shape, model shape)
+    reported += [entry if isinstance(entry, str) else entry[0] for entry in loading_info.get("mismatched_keys", ())]
+    new: set[str] = set()
+    for key in reported:
+        for candidate in (key, f"{prefix}.{key}" if prefix else key):
+            if candidate in known:
+                new.add(candidate)
+                break
+    return tuple(name for name in names if name in new)
 
 
 def gathered_from_every_rank(trainer: pl.Trainer, value: Any) -> list[Any]:

@@ -2,11 +2,17 @@
 
 Both generators only read ``named_parameters()`` / ``named_modules()``, so they work on a model built on the
 ``meta`` device: a schedule for a 400M-parameter model costs milliseconds and no memory.
+
+A module loaded from a pretrained checkpoint may declare the parameters the checkpoint did not hold in an attribute
+``newly_initialized`` (names as its ``named_parameters()`` gives them; :class:`ftexp.models.SequenceClassifier`
+does): random weights must train from the start, so both generators put them in phase 0 with the head, wherever
+they sit in the module. The attribute is read by the generator itself, so every caller (the run's plan, the
+callback that generates the schedule again at fit start, the presets' default head) gets the same phases.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -17,9 +23,16 @@ from ftexp.schedule.model import Phase, Schedule
 from ftexp.schedule.names import count_by_module, module_prefixes
 
 Mode = Literal["naive", "blocks"]
+NEWLY_INITIALIZED_ATTRIBUTE = "newly_initialized"
 
 
-def generate_schedule(module: nn.Module, mode: Mode = "blocks", max_phases: int | None = None) -> Schedule:
+def generate_schedule(
+    module: nn.Module,
+    mode: Mode = "blocks",
+    max_phases: int | None = None,
+    *,
+    phase0_extra: Sequence[str] | None = None,
+) -> Schedule:
     """Build an implicit schedule for ``module``.
 
     ``naive`` reproduces FTS's default: parameters in reverse registration order, two per phase, an odd one last.
@@ -27,27 +40,71 @@ def generate_schedule(module: nn.Module, mode: Mode = "blocks", max_phases: int 
     then the repeated blocks from the output side down, embeddings last; ``max_phases`` merges neighbouring
     phases (never the head) until no more than that many remain.
 
+    ``phase0_extra`` names parameters that train from phase 0 whatever their position: they join the head and
+    leave the later phase they would be in (a phase left empty is dropped, the others keep their order and are
+    numbered on). ``None`` (the default) means the module's own ``newly_initialized`` attribute, the parameters
+    ``from_pretrained`` initialized at random (``()`` when it has none): a new pooler must not wait, frozen at
+    random values, for the phase of its position. Pass ``()`` for the schedule of the module's structure alone.
+
     Example::
 
         with torch.device("meta"):
             model = AutoModelForSequenceClassification.from_config(config)
         schedule = generate_schedule(model)  # deberta-v3-base: 15 phases
     """
+    source = f"<implicit:{mode}>"
     names = [name for name, _ in module.named_parameters()]  # tied parameters are listed once, first name wins
     if not names:
-        raise ScheduleError("the model has no parameters to schedule", source=f"<implicit:{mode}>")
+        raise ScheduleError("the model has no parameters to schedule", source=source)
     if max_phases is not None and max_phases < 1:
-        raise ScheduleError("must be >= 1", source=f"<implicit:{mode}>", key="max_phases", value=max_phases)
+        raise ScheduleError("must be >= 1", source=source, key="max_phases", value=max_phases)
+    extra = declared_newly_initialized(module) if phase0_extra is None else _checked_names(phase0_extra, source)
     if mode == "naive":
         groups = _naive_groups(names)
     elif mode == "blocks":
         groups = _block_groups(module, names)
     else:
         raise ScheduleError("unknown implicit schedule mode; use 'naive' or 'blocks'", key="mode", value=mode)
+    if extra:
+        groups = _with_phase0_extra(groups, extra, names, source)
     if max_phases is not None and len(groups) > max_phases:
         groups = _merge_to(groups, max_phases)
     phases = tuple(Phase(index=i, params=tuple(group)) for i, group in enumerate(groups))
-    return Schedule(phases, source=f"<implicit:{mode}>")
+    return Schedule(phases, source=source)
+
+
+def declared_newly_initialized(module: nn.Module) -> tuple[str, ...]:
+    """The parameter names ``module`` declares newly initialized (its ``newly_initialized`` attribute), ``()``
+    when it declares none: what the generators put in phase 0 by default."""
+    declared = getattr(module, NEWLY_INITIALIZED_ATTRIBUTE, None)
+    if declared is None:
+        return ()
+    return _checked_names(declared, f"<{type(module).__name__}>", key=NEWLY_INITIALIZED_ATTRIBUTE)
+
+
+def _checked_names(names: Sequence[str], source: str, key: str = "phase0_extra") -> tuple[str, ...]:
+    checked = () if isinstance(names, str) else tuple(names)
+    if isinstance(names, str) or not all(isinstance(name, str) for name in checked):
+        raise ScheduleError("must be a sequence of parameter names", source=source, key=key, value=names)
+    return checked
+
+
+def _with_phase0_extra(groups: list[list[str]], extra: Sequence[str], names: list[str], source: str) -> list[list[str]]:
+    """``groups`` with ``extra`` moved into phase 0 (after what phase 0 already holds, in registration order) and
+    the later phases that this leaves empty dropped."""
+    known = set(names)
+    unknown = [name for name in extra if name not in known]
+    if unknown:
+        shown = ", ".join(unknown[:5]) + (f" ... ({len(unknown)} in all)" if len(unknown) > 5 else "")
+        raise ScheduleError(
+            f"names no parameter of the model (named_parameters() lists a tied parameter once): {shown}",
+            source=source,
+            key="phase0_extra",
+        )
+    moved = set(extra) - set(groups[0])
+    head = [*groups[0], *(name for name in names if name in moved)]
+    rest = [[name for name in group if name not in moved] for group in groups[1:]]
+    return [head, *(group for group in rest if group)]
 
 
 def _naive_groups(names: list[str]) -> list[list[str]]:
