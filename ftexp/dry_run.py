@@ -29,6 +29,7 @@ from ftexp.config.rules import REINIT_KEY, SCHEDULE_KEY
 from ftexp.run_schedule import (
     RunSchedule,
     model_inputs,
+    model_node,
     reinit_spec,
     replaced_schedulers_note,
     resolve_run_schedule,
@@ -53,7 +54,7 @@ def build_skeleton(cfg: DictConfig, datamodule: pl.LightningDataModule) -> pl.Li
     ``newly_initialized`` parameters ``from_pretrained`` would report, read from the checkpoint's tensor names
     (:func:`expected_newly_initialized`), so that the plan's implicit schedule is the run's."""
     inputs = model_inputs(datamodule)
-    node = cfg.model
+    node = model_node(cfg)
     if node.get("pretrained"):
         inputs.update(_pretrained_as_config(str(node.pretrained)))
         inputs["vocab_size"] = None  # the checkpoint's own vocabulary, as from_pretrained would give

@@ -8,12 +8,13 @@ key and the schedule's file, phase and entry.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytorch_lightning as pl
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 from torch import nn
 
 from ftexp.config import ConfigError, instantiate, scheduler_node
@@ -143,6 +144,20 @@ def model_inputs(datamodule: pl.LightningDataModule) -> dict[str, Any]:
     tokenizer."""
     tokenizer = datamodule.tokenizer
     return {"num_labels": datamodule.num_labels, "vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id}
+
+
+def model_node(cfg: DictConfig) -> DictConfig:
+    """``cfg.model``, with the LR scheduler a schedule option brings for the whole run (``schedule.lr_scheduler``,
+    e.g. ULMFiT's slanted triangular lrs) in place of the model's own. The schedule group sets it rather than the
+    model group, so that an experiment's model settings cannot drop it unnoticed."""
+    recipe = cfg.schedule.get("lr_scheduler")
+    if not recipe:
+        return cfg.model
+    node = copy.deepcopy(cfg.model)
+    with open_dict(node):
+        node.lr_scheduler = recipe  # replaced whole: none of the model's scheduler arguments carry over
+        node.lr_scheduler_config = cfg.schedule.get("lr_scheduler_config") or {}
+    return node
 
 
 def reinit_spec(cfg: DictConfig, problems: list[str]) -> LRSchedulerSpec | None:

@@ -36,7 +36,13 @@ from ftexp.config import instantiate, scheduler_node, validate_config
 from ftexp.dry_run import dry_run
 from ftexp.record import RunRecord, TestResult
 from ftexp.results import EpochMetrics, RunRecorder, scalars
-from ftexp.run_schedule import RunSchedule, model_inputs, replaced_schedulers_note, resolve_run_schedule
+from ftexp.run_schedule import (
+    RunSchedule,
+    model_inputs,
+    model_node,
+    replaced_schedulers_note,
+    resolve_run_schedule,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +66,7 @@ def build(cfg: DictConfig) -> RunObjects:
     callback, logger or trainer exists, so a schedule that does not fit fails first
     (:class:`ftexp.config.ConfigError`)."""
     datamodule = instantiate(cfg.data)
-    model = instantiate(cfg.model, **model_inputs(datamodule))
+    model = instantiate(model_node(cfg), **model_inputs(datamodule))
     run_schedule = resolve_run_schedule(cfg, model)
     logger: Logger | None = instantiate(cfg.logger) if cfg.get("logger") else None
     callbacks: list[Callback] = [

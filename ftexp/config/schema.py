@@ -27,6 +27,9 @@ class PathsSchema:
 class ScheduleSchema:
     name: str
     callbacks: dict[str, Instantiable | None] = field(default_factory=dict)
+    # a recipe's own LR scheduler (schedule=ulmfit: slanted triangular lrs), in place of the model's
+    lr_scheduler: Instantiable | None = None
+    lr_scheduler_config: dict[str, Any] | None = None
 
 
 @dataclass

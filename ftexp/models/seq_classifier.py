@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
@@ -150,7 +151,14 @@ class SequenceClassifier(pl.LightningModule):
         optimizer = self.optimizer_factory(groups)
         if self.lr_scheduler_factory is None:
             return optimizer
-        scheduler = {"scheduler": self.lr_scheduler_factory(optimizer), **self.lr_scheduler_config}
+        factory = self.lr_scheduler_factory
+        if needs_total_steps(factory) and self._trainer is None:
+            raise RuntimeError("the LR scheduler's total_steps comes from the Trainer (its estimated stepping batches)")
+        if needs_total_steps(factory):
+            # a scheduler shaped over the whole run (SlantedTriangularLR, OneCycleLR) left total_steps open: the
+            # run's optimizer steps, as Lightning counts them (epochs, batch limits, accumulation, devices)
+            factory = partial(factory, total_steps=int(self.trainer.estimated_stepping_batches))
+        scheduler = {"scheduler": factory(optimizer), **self.lr_scheduler_config}
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
 
 
@@ -219,6 +227,18 @@ def newly_initialized_parameters(model: nn.Module, loading_info: Mapping[str, An
                 new.add(candidate)
                 break
     return tuple(name for name in names if name in new)
+
+
+def needs_total_steps(factory: Callable[..., Any]) -> bool:
+    """Whether an LR-scheduler factory (a partial, as Hydra's ``_partial_`` gives) takes ``total_steps`` and was
+    given none (``total_steps: null`` in the config): the module then fills it in from the trainer."""
+    bound = getattr(factory, "keywords", {}) or {}
+    target = getattr(factory, "func", factory)
+    try:
+        takes_it = "total_steps" in inspect.signature(target).parameters
+    except (TypeError, ValueError):  # a callable without a signature: give it what the config gives
+        return False
+    return takes_it and bound.get("total_steps") is None
 
 
 def gathered_from_every_rank(trainer: pl.Trainer, value: Any) -> list[Any]:

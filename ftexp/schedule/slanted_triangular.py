@@ -18,8 +18,9 @@ The formula, for optimizer step ``t`` (0-based) of ``T`` steps in all::
 the lowest lr is than the highest (default 32). ``lr_max`` is each parameter group's base lr (its ``initial_lr``), so
 groups with different base lrs (discriminative fine-tuning) all follow the same shape, scaled by their own base.
 
-Two choices the paper leaves open: ``p`` is clamped at 0, so steps past the end of the decay (past ``T``, or the few
-steps before ``T`` when ``T * cut_frac`` is not a whole number and the decay, of length ``cut * (1 / cut_frac - 1)``,
+Three choices the paper leaves open: a run shorter than ``1 / cut_frac`` steps (a debug run) warms up for one
+step, with a warning, rather than not at all; ``p`` is clamped at 0, so steps past the end of the decay (past ``T``,
+or the few steps before ``T`` when ``T * cut_frac`` is not a whole number and the decay, of length ``cut * (1 / cut_frac - 1)``,
 ends early) stay at ``lr_max / ratio`` and the lr is never negative; and ``floor`` forgives float rounding, so that
 ``T * cut_frac`` that is a whole number in exact arithmetic (``100 * 0.29`` = 29, not 28.999...) gives that number.
 """
@@ -27,6 +28,7 @@ ends early) stay at ``lr_max / ratio`` and the lr is never negative; and ``floor
 from __future__ import annotations
 
 import math
+import warnings
 from numbers import Real
 
 from torch import Tensor
@@ -99,11 +101,16 @@ class SlantedTriangularLR(LRScheduler):
     def __init__(
         self,
         optimizer: Optimizer,
-        total_steps: int,
+        total_steps: int | None,
         cut_frac: float = 0.1,
         ratio: float = 32.0,
         last_epoch: int = -1,
     ) -> None:
+        if total_steps is None:  # allowed in a config: ftexp.models.SequenceClassifier fills it from the trainer
+            raise ValueError(
+                "total_steps is None: give the number of scheduler steps of the run (with ftexp's SequenceClassifier, "
+                "total_steps: null in the config is filled from trainer.estimated_stepping_batches)"
+            )
         total_steps = _check_count("total_steps", total_steps)
         if isinstance(cut_frac, bool) or not isinstance(cut_frac, Real) or not 0 < cut_frac < 1:
             raise ValueError(f"cut_frac must be a number strictly between 0 and 1, got {cut_frac!r}")
@@ -111,11 +118,15 @@ class SlantedTriangularLR(LRScheduler):
             raise ValueError(f"ratio must be a finite number >= 1, got {ratio!r}")
         cut = _cut(total_steps, cut_frac)
         if cut < 1:
-            raise ValueError(
-                f"total_steps={total_steps} with cut_frac={cut_frac} gives floor({total_steps} * {cut_frac}) = 0 "
-                f"warm-up steps, so the lr would never rise to its maximum; total_steps must be at least "
-                f"{_min_total_steps(cut_frac)} for this cut_frac (or raise cut_frac)"
+            # a run shorter than 1 / cut_frac steps (a debug run, fast_dev_run): the paper's warm-up would be empty;
+            # one step of it keeps the schedule's shape, and the warning says what a real run needs
+            warnings.warn(
+                f"SlantedTriangularLR: total_steps={total_steps} with cut_frac={cut_frac} gives floor({total_steps} "
+                f"* {cut_frac}) = 0 warm-up steps; warming up for one step instead (total_steps must be at least "
+                f"{_min_total_steps(cut_frac)} for this cut_frac to follow the paper)",
+                stacklevel=2,
             )
+            cut = 1
         self.total_steps = total_steps
         self.cut_frac = float(cut_frac)
         self.ratio = float(ratio)

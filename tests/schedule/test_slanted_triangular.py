@@ -7,6 +7,7 @@ sets, the one the first optimizer step uses.
 from __future__ import annotations
 
 import math
+import warnings
 from itertools import pairwise
 
 import pytest
@@ -256,14 +257,19 @@ def test_bad_settings_are_refused(kwargs, message):
     ("total_steps", "cut_frac", "minimum"),
     [(9, 0.1, 10), (1, 0.1, 10), (3, 0.3, 4), (2, 0.25, 4), (99, 0.01, 100)],
 )
-def test_empty_warm_up_is_refused_with_the_total_steps_needed(total_steps, cut_frac, minimum):
+def test_a_run_too_short_for_a_warm_up_warms_up_for_one_step_and_says_how_long_a_run_needs_to_be(
+    total_steps, cut_frac, minimum
+):
     expected = (
         rf"total_steps={total_steps} with cut_frac={cut_frac} gives floor\({total_steps} \* {cut_frac}\) = 0 "
-        rf"warm-up steps, .* total_steps must be at least {minimum} for this cut_frac"
+        rf"warm-up steps; warming up for one step instead \(total_steps must be at least {minimum} "
     )
-    with pytest.raises(ValueError, match=expected):
-        SlantedTriangularLR(sgd(BASE_LR), total_steps=total_steps, cut_frac=cut_frac)
-    SlantedTriangularLR(sgd(BASE_LR), total_steps=minimum, cut_frac=cut_frac)  # the number it names is enough
+    with pytest.warns(UserWarning, match=expected):
+        short = SlantedTriangularLR(sgd(BASE_LR), total_steps=total_steps, cut_frac=cut_frac)
+    assert short.cut == 1 and short.factor(1) == 1.0, "the peak after one step"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        SlantedTriangularLR(sgd(BASE_LR), total_steps=minimum, cut_frac=cut_frac)  # the number it names is enough
 
 
 def test_the_smallest_schedule_warms_up_for_one_step():
