@@ -213,6 +213,7 @@ class RunRecord:
 
     name: str | None = None
     scenario: str | None = None  # the schedule option: nofts, implicit, explicit ...
+    recipe: str | None = None  # what the scenario is made of, in one line (ftexp.run_schedule.recipe_line)
     seed: int | None = None
     sweep: str | None = None
     overrides: list[str] | None = None  # the Hydra job's command-line overrides

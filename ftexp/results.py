@@ -38,6 +38,7 @@ from ftexp.record import (
     TestResult,
     TransitionRecord,
 )
+from ftexp.run_schedule import recipe_line
 from ftexp.schedule import defaults
 from ftexp.schedule.names import largest_modules
 from ftexp.schedule.optim_specs import group_counts
@@ -140,6 +141,7 @@ class RunRecorder:
         self.record = RunRecord(
             name=_select(cfg, "name"),
             scenario=_select(cfg, "schedule.name"),
+            recipe=recipe_line(cfg),
             seed=_select(cfg, "seed"),
             sweep=_select(cfg, "sweep.name"),
             overrides=overrides,

@@ -9,8 +9,9 @@ key and the schedule's file, phase and entry.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -172,3 +173,42 @@ def reinit_spec(cfg: DictConfig, problems: list[str]) -> LRSchedulerSpec | None:
     except ScheduleError as err:
         problems.append(f"{REINIT_KEY}: {err}")
         return None
+
+
+def recipe_line(cfg: DictConfig) -> str | None:
+    """What the run's scenario is made of, in one line for a summary table: the schedule (a preset or recipe with
+    its arguments, the implicit generator's settings, or the explicit file) and the LR scheduler a schedule option
+    brings; ``None`` for an unscheduled run (nofts) with the model's own scheduler. E.g. ``ulmfit(lr=0.001,
+    factor=0.384615, epochs_per_phase=1); SlantedTriangularLR(total_steps=auto, cut_frac=0.1, ratio=32)``."""
+    if not cfg.get("schedule"):  # a config of a test or tool without the schedule group
+        return None
+    parts = []
+    fts = scheduler_node(cfg)
+    if fts is not None:
+        ft_schedule = fts.get("ft_schedule")
+        if ft_schedule is None:
+            arguments = {"mode": fts.get("implicit_mode", "blocks"), "max_phases": fts.get("max_phases")}
+            parts.append(_call("implicit", arguments))
+        elif is_preset(ft_schedule):
+            arguments = {key: value for key, value in ft_schedule.items() if key != "_target_"}
+            parts.append(_call(str(ft_schedule._target_).rpartition(".")[2], arguments))
+        else:
+            parts.append(f"explicit({Path(str(ft_schedule)).name})")
+    scheduler = cfg.schedule.get("lr_scheduler")
+    if scheduler:
+        arguments = {
+            key: "auto" if key == "total_steps" and value is None else value
+            for key, value in scheduler.items()
+            if key not in ("_target_", "_partial_")
+        }
+        parts.append(_call(str(scheduler._target_).rpartition(".")[2], arguments))
+    return "; ".join(parts) or None
+
+
+def _call(name: str, arguments: Mapping[str, Any]) -> str:
+    shown = ", ".join(
+        f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}"
+        for key, value in arguments.items()
+        if value is not None
+    )
+    return f"{name}({shown})"

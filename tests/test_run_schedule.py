@@ -3,8 +3,11 @@ object: the callback, the resolved-schedule file and the dry-run plan all see th
 
 from __future__ import annotations
 
+import pytest
+
 import ftexp.schedule.parse as parse
 from ftexp.config import validate_config
+from ftexp.run_schedule import recipe_line
 from ftexp.train import build
 from tests.helpers import compose_config
 
@@ -37,3 +40,21 @@ def test_a_preset_is_built_as_a_schedule_and_never_round_trips_through_a_dict(tm
     objects = build(compose_config(tmp_path, "schedule=freeze_unfreeze", "debug=limit"))
     assert calls == []
     assert objects.fts is not None and objects.fts.user_schedule.resolved
+
+
+@pytest.mark.parametrize(
+    ("schedule", "recipe"),
+    [
+        ("nofts", None),
+        ("implicit", "implicit(mode=blocks)"),
+        ("explicit", "explicit(tiny_bert_3phase.yaml)"),
+        ("lp_ft", "lp_ft()"),
+        (
+            "ulmfit",
+            "ulmfit(lr=0.001, factor=0.384615, epochs_per_phase=1); "
+            "SlantedTriangularLR(total_steps=auto, cut_frac=0.1, ratio=32)",
+        ),
+    ],
+)
+def test_the_recipe_line_names_the_schedule_its_arguments_and_the_lr_scheduler_it_brings(tmp_path, schedule, recipe):
+    assert recipe_line(compose_config(tmp_path, f"schedule={schedule}")) == recipe

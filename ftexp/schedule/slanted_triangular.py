@@ -20,9 +20,10 @@ groups with different base lrs (discriminative fine-tuning) all follow the same 
 
 Three choices the paper leaves open: a run shorter than ``1 / cut_frac`` steps (a debug run) warms up for one
 step, with a warning, rather than not at all; ``p`` is clamped at 0, so steps past the end of the decay (past ``T``,
-or the few steps before ``T`` when ``T * cut_frac`` is not a whole number and the decay, of length ``cut * (1 / cut_frac - 1)``,
-ends early) stay at ``lr_max / ratio`` and the lr is never negative; and ``floor`` forgives float rounding, so that
-``T * cut_frac`` that is a whole number in exact arithmetic (``100 * 0.29`` = 29, not 28.999...) gives that number.
+or the few steps before ``T`` when ``T * cut_frac`` is not a whole number and the decay, of length
+``cut * (1 / cut_frac - 1)``, ends early) stay at ``lr_max / ratio`` and the lr is never negative; and ``floor``
+forgives float rounding, so that ``T * cut_frac`` that is a whole number in exact arithmetic (``100 * 0.29`` = 29,
+not 28.999...) gives that number.
 """
 
 from __future__ import annotations

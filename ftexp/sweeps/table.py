@@ -86,6 +86,7 @@ def job_row(job: Job, label: str, sweep_dir: Path) -> dict[str, Any]:
     return {
         "job": job.name_in(sweep_dir),
         "scenario": label,
+        "recipe": record.recipe,
         "seed": job.seed,
         "status": str(job.status),
         "error": job.error,
@@ -124,6 +125,7 @@ def scenario_row(scenario: Scenario, jobs: list[dict[str, Any]]) -> dict[str, An
     counts = Counter(row["status"] for row in jobs)
     row: dict[str, Any] = {
         "scenario": scenario.label,
+        "recipe": _one_value([r["recipe"] for r in jobs]),
         "overrides": " ".join(scenario.key),
         "jobs": len(jobs),
         **{_column(status): counts[status] for status in STATUSES},
@@ -175,11 +177,14 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     metrics = [("best val acc", "best_val_acc", 3), ("best val loss", "best_val_loss", 4)]
     if any(row["test_acc_mean"] is not None or row["test_loss_mean"] is not None for row in rows):
         metrics += [("test acc", "test_acc", 3), ("test loss", "test_loss", 4)]
-    header = ["scenario", "completed", *(title for title, _, _ in metrics)]
+    recipes = any(row.get("recipe") for row in rows)
+    header = ["scenario", *(["recipe"] if recipes else []), "completed", *(title for title, _, _ in metrics)]
     header += ["epochs", "phases reached", "wall (min)", "allotted", "CPU time used", "not completed"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
-        cells = [row["scenario"].replace("|", "\\|"), f"{row['completed']}/{row['jobs']}"]
+        cells = [row["scenario"].replace("|", "\\|")]
+        cells += [(row.get("recipe") or "").replace("|", "\\|")] if recipes else []
+        cells += [f"{row['completed']}/{row['jobs']}"]
         cells += [_metric_cell(row, name, digits) for _, name, digits in metrics]
         wall = row["wall_time_min_mean"]
         cells += [
@@ -227,6 +232,12 @@ def legend(scenarios: ScenarioSet) -> str:
         "the jobs' processes recorded (with their DataLoader workers; rank 0's only under ddp), in CPU-hours: below "
         "the allotted CPU-h where the CPUs were shared or waiting."
     )
+
+
+def _one_value(values: list[Any]) -> Any:
+    """The value the jobs of a scenario share (``None`` if they differ or none has one)."""
+    known = {value for value in values if value is not None}
+    return known.pop() if len(known) == 1 else None
 
 
 def _mean(values: list[float | None]) -> float | None:

@@ -247,3 +247,17 @@ def test_scenario_rows_refuse_job_rows_of_another_sweep(fake_sweep, tmp_path):
     other = job_rows(group_scenarios(load_jobs(tmp_path)), tmp_path)
     with pytest.raises(ValueError, match="pass job_rows"):
         scenario_rows(group_scenarios(load_jobs(fake_sweep)), other)
+
+
+def test_each_scenario_shows_its_recipe_in_a_column_of_its_own(tmp_path):
+    ulmfit = "ulmfit(lr=0.001, factor=0.384615); SlantedTriangularLR(total_steps=auto, cut_frac=0.1, ratio=32)"
+    for seed in (1, 2):
+        write_job(tmp_path, f"u{seed}", ["schedule=ulmfit", f"seed={seed}"], result("ulmfit", seed, recipe=ulmfit))
+        write_job(tmp_path, f"n{seed}", ["schedule=nofts", f"seed={seed}"], result("nofts", seed), num=2 + seed)
+    rows = rows_of(tmp_path)
+
+    assert (rows["schedule=ulmfit"]["recipe"], rows["schedule=nofts"]["recipe"]) == (ulmfit, None)
+    header, _, *lines = markdown_table(list(rows.values())).splitlines()
+    assert header.startswith("| scenario | recipe | completed |")
+    assert f"| schedule=ulmfit | {ulmfit} | 2/2 |" in "\n".join(lines)
+    assert "| schedule=nofts |  | 2/2 |" in "\n".join(lines)
