@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from ftexp.callbacks.freezing import set_trainable
-from ftexp.callbacks.phase_layout import enforce_phase0
+from ftexp.callbacks.phase_layout import configured_phase0_lr, enforce_phase0
 from ftexp.config import ConfigError, instantiate, scheduler_node, validate_config
 from ftexp.config.rules import REINIT_KEY, SCHEDULE_KEY
 from ftexp.run_schedule import (
@@ -36,6 +36,7 @@ from ftexp.run_schedule import (
 )
 from ftexp.schedule import (
     LRSchedulerSpec,
+    Phase,
     Schedule,
     ScheduleError,
     check_phase_directives,
@@ -177,6 +178,16 @@ def _pretrained_as_config(pretrained: str) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------------------- the plan
 @dataclass
+class GroupRow:
+    """One block of a phase with per-group lrs (``lr_decay``): the modules it holds and its lr."""
+
+    name: str
+    tensors: int
+    weights: int
+    lr: str
+
+
+@dataclass
 class PhaseRow:
     index: int
     params: tuple[str, ...]
@@ -185,6 +196,7 @@ class PhaseRow:
     lr: str
     scheduler: str
     ends: str
+    groups: list[GroupRow] = field(default_factory=list)  # one per block of an lr_decay phase, output side first
 
 
 @dataclass
@@ -275,9 +287,11 @@ def plan_phases(cfg: DictConfig, model: pl.LightningModule) -> Plan:
     for phase in schedule.phases:
         if phase.index == 0:
             lr, scheduler = phase0_lr, phase0_scheduler
+            own_lr = phase0.phase_lr if phase0 is not None else phase.lr
         else:
             known = phase.lr is not None or base_max_lr is not None or first_lr is not None
-            lr = _fmt_lr(defaults.added_group_lr(phase.lr, base_max_lr, first_lr)) if known else "?"
+            own_lr = defaults.added_group_lr(phase.lr, base_max_lr, first_lr) if known else None
+            lr = _fmt_lr(own_lr) if own_lr is not None else "?"
             spec = reinit or phase.new_lr_scheduler
             scheduler = f"new {_describe_spec(spec)}" if spec else "continues"
             if spec and phase.index <= final:
@@ -285,10 +299,35 @@ def plan_phases(cfg: DictConfig, model: pl.LightningModule) -> Plan:
         ends = _phase_end(phase.index, phase.max_transition_epoch, final, epoch_only, stopper, max_epochs)
         tensors = len(phase.params)
         weights = sum(numel[n] for n in phase.params)
-        plan.rows.append(PhaseRow(phase.index, phase.params, tensors, weights, lr, scheduler, ends))
+        row = PhaseRow(phase.index, phase.params, tensors, weights, lr, scheduler, ends)
+        if phase.groups:
+            row.lr, row.groups = _decayed_lr(phase, own_lr), _group_rows(phase, own_lr, numel, all_names)
+        plan.rows.append(row)
         plan.parameters.append(", ".join(_compact(phase.params, all_names)))
     header[1] = _lr_reinit_effect(cfg.lr_reinit.name, run_schedule.kind, new_scheduler_phases, final)
     return plan
+
+
+def _decayed_lr(phase: Phase, phase_lr: float | None) -> str:
+    """The lr cell of a phase with per-group lrs: the lr its groups scale from and the decay, or (groups read from a
+    saved schedule, lrs fixed) that each group has its own."""
+    if phase.lr_decay is None:
+        return "per group"
+    return f"{_fmt_lr(phase_lr) if phase_lr is not None else '?'} x {phase.lr_decay:g}^k"
+
+
+def _group_rows(phase: Phase, phase_lr: float | None, numel: Mapping[str, int], all_names: list[str]) -> list[GroupRow]:
+    """One row per group of an ``lr_decay`` phase, at the lr the run gives it
+    (:meth:`~ftexp.schedule.PhaseGroup.lr_for`)."""
+    rows = []
+    for group in phase.groups:
+        if group.lr is None and phase_lr is None:
+            lr = "?"  # the phase's lr comes from an optimizer the plan could not build
+        else:
+            lr = _fmt_lr(group.lr if group.lr is not None else group.lr_for(phase_lr))
+        name = ", ".join(_compact(group.params, all_names))
+        rows.append(GroupRow(name, len(group.params), sum(numel[n] for n in group.params), lr))
+    return rows
 
 
 def _newly_initialized_notes(model: pl.LightningModule, run_schedule: RunSchedule, all_names: list[str]) -> list[str]:
@@ -342,6 +381,7 @@ class Phase0Optimizer:
     scheduler: str
     n_groups: int  # after the scheduler's enforce_phase0, as the run counts them
     first_lr: float  # the lr later phases without their own lr start from when base_max_lr is None
+    phase_lr: float  # the lr phase 0's lr_decay groups scale from (its own lr, else the optimizer's)
 
 
 def _phase0_optimizer(
@@ -365,13 +405,19 @@ def _phase0_optimizer(
     optimizer, scheduler = _unpack_optimizers(configured)
     if optimizer is None:
         return None
+    phase_lr = optimizer.param_groups[0].get("initial_lr", optimizer.param_groups[0]["lr"])
     if schedule is not None:
+        phase_lr = configured_phase0_lr(schedule, optimizer)  # before enforce_phase0 may rebuild the groups
         enforce_phase0(schedule, optimizer, [], model, allowed_to_fix=enforce, apply_lambdas_new_pgs=False)
     groups = [g for g in optimizer.param_groups if g["params"]]
     lrs = sorted({g["lr"] for g in groups}, reverse=True)
     described = f"{type(scheduler).__name__} from configure_optimizers" if scheduler is not None else "constant lr"
     return Phase0Optimizer(
-        ", ".join(_fmt_lr(v) for v in lrs) if lrs else "?", described, len(groups), optimizer.param_groups[0]["lr"]
+        ", ".join(_fmt_lr(v) for v in lrs) if lrs else "?",
+        described,
+        len(groups),
+        optimizer.param_groups[0]["lr"],
+        phase_lr,
     )
 
 
@@ -442,6 +488,11 @@ def format_plan(plan: Plan) -> str:
     table = [("phase", "tensors", "weights", "lr", "lr scheduler", "phase ends", "parameters")]
     for row, params in zip(plan.rows, plan.parameters, strict=True):
         table.append((str(row.index), str(row.tensors), f"{row.weights:,}", row.lr, row.scheduler, row.ends, params))
+        # the groups of an lr_decay phase, one line each under it: k as in its lr cell, "lr x decay^k"
+        table.extend(
+            (f"  k={k}", str(group.tensors), f"{group.weights:,}", group.lr, "", "", group.name)
+            for k, group in enumerate(row.groups)
+        )
     widths = [max(len(line[i]) for line in table) for i in range(len(table[0]) - 1)]
     right = {1, 2}
     lines = [header]

@@ -313,15 +313,14 @@ def param_groups(
     name_of = {id(p): name for name, p in module.named_parameters()}
     names = [[name_of[id(p)] for p in group["params"] if id(p) in name_of] for group in groups]
     if fts is not None and fts.schedule is not None:
-        phases = [list(phase.params) for phase in fts.schedule.phases]
+        # what a group's modules are named within: its phase, or its block of an lr_decay phase
+        units = [list(block) for phase in fts.schedule.phases for block in phase.block_params]
         added = group_counts(fts.schedule.truncated(fts.curr_depth), 0, getattr(module, "no_decay", None))
         phase0_groups = len(groups) - added[-1]
         ends = [phase0_groups + count for count in added] if phase0_groups >= 0 else []  # one past each phase's
     else:
-        phases, ends = [[name for group in names for name in group]], [len(groups)]
-    module_of = {
-        name: label for phase in phases for name, label in largest_modules(phase, list(name_of.values())).items()
-    }
+        units, ends = [[name for group in names for name in group]], [len(groups)]
+    module_of = {name: label for unit in units for name, label in largest_modules(unit, list(name_of.values())).items()}
     records = []
     for index, (group, group_names) in enumerate(zip(groups, names, strict=True)):
         phase = next((depth for depth, end in enumerate(ends) if index < end), None)

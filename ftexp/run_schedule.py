@@ -28,6 +28,7 @@ from ftexp.schedule import (
     generate_schedule,
     load_schedule,
     parse_lr_scheduler_spec,
+    resolve_layerwise,
     resolve_schedule,
 )
 from ftexp.schedule.optim_specs import check_lr_scheduler_spec
@@ -89,6 +90,7 @@ def resolve_run_schedule(cfg: DictConfig, model: nn.Module) -> RunSchedule | Non
             kind = "explicit"
             user = load_schedule(ft_schedule)
         schedule, never_thawed = resolve_schedule(user, names)
+        schedule = resolve_layerwise(schedule, model)  # lr_decay phases split by block: needs the module
     except ScheduleError as err:
         raise ConfigError([f"{SCHEDULE_KEY} (model {type(model).__name__}): {err}"]) from err
     # outside the try: a problem of lr_reinit's scheduler is not one of the schedule's file, phases or keys

@@ -224,3 +224,38 @@ def test_a_scheduler_with_init_pg_lrs_is_shown_with_the_lrs_its_groups_restart_a
     }
     spec = parse_lr_scheduler_spec(raw, "<dict>", 1, "new_lr_scheduler")
     assert _describe_spec(spec) == "StepLR(step_size=1) from init_pg_lrs [2e-06, 2e-06]"
+
+
+def test_an_llrd_plan_shows_each_block_s_lr_on_a_line_of_its_own(tmp_path, capsys):
+    decay = "schedule.callbacks.fts.ft_schedule.decay=0.5"
+    result = run(compose_config(tmp_path, "schedule=llrd", decay, "dry_run=true"))
+    printed = capsys.readouterr().out.splitlines()
+
+    (row,) = result["plan"].rows
+    assert (row.tensors, row.lr) == (result["plan"].total_tensors, "0.001 x 0.5^k"), "phase 0 at the optimizer's lr"
+    assert [(group.name, group.lr) for group in row.groups] == [
+        ("model.classifier.*", "0.001"),
+        ("model.bert.pooler.*", "0.0005"),
+        ("model.bert.encoder.layer.1.*", "0.00025"),
+        ("model.bert.encoder.layer.0.*", "0.000125"),
+        ("model.bert.embeddings.*", "6.25e-05"),
+    ]
+    assert sum(group.tensors for group in row.groups) == row.tensors
+    assert printed[3].split() == ["k=0", "2", "130", "0.001", "model.classifier.*"], "under the phase's row"
+    assert printed[7].split() == ["k=4", "5", "7,168", "6.25e-05", "model.bert.embeddings.*"]
+
+
+def test_a_later_phase_with_lr_decay_is_planned_at_its_own_lr_block_by_block(tmp_path):
+    schedule = tmp_path / "schedule.yaml"
+    schedule.write_text(
+        "0: {params: [model.classifier.*, model.bert.pooler.*]}\n"
+        "1: {params: [model.bert.encoder.*, model.bert.embeddings.*], lr: 4.0e-4, lr_decay: 0.5}\n"
+    )
+    plan = plan_of(tmp_path / "run", f"schedule.callbacks.fts.ft_schedule={schedule}")
+    assert plan.rows[1].lr == "0.0004 x 0.5^k"
+    assert [(group.name, group.lr) for group in plan.rows[1].groups] == [
+        ("model.bert.encoder.layer.1.*", "0.0004"),
+        ("model.bert.encoder.layer.0.*", "0.0002"),
+        ("model.bert.embeddings.*", "0.0001"),
+    ]
+    assert plan.rows[0].groups == [] and plan.problems == []

@@ -71,6 +71,7 @@ def test_the_config_tree_has_every_group_of_this_slice():
         "implicit_discriminative",
         "lp_ft",
         "ulmfit",
+        "llrd",
     }
     assert {option for group, option in OPTIONS if group == "lr_reinit"} == {"none", "explicit", "implicit"}
     assert {option for group, option in OPTIONS if group == "strategy"} == {"auto", "ddp", "ddp_spawn"}

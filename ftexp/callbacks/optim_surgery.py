@@ -25,21 +25,61 @@ PER_GROUP_LISTS = ("base_lrs", "lr_lambdas", "min_lrs", "_last_lr")
 def add_phase_groups(
     optimizer: torch.optim.Optimizer,
     params_by_name: Mapping[str, nn.Parameter],
-    names: Sequence[str],
-    lr: float,
+    blocks: Sequence[tuple[Sequence[str], float]],
     no_decay: Sequence[str] | None,
 ) -> list[dict[str, Any]]:
-    """Append the groups for one phase's parameters: one, or two when the module has a ``no_decay`` list (the
-    second, for the parameters it names, gets ``weight_decay=0``; either may be empty, as in FTS). Returns the new
-    groups."""
+    """Append the groups for one phase's parameters, given as blocks of names with their lr (one block, or one per
+    group of an ``lr_decay`` phase: :meth:`~ftexp.schedule.Phase.lr_blocks`): per block one group, or two when the
+    module has a ``no_decay`` list (the second, for the parameters it names, gets ``weight_decay=0``; either may be
+    empty, as in FTS). Returns the new groups."""
     added = []
-    for index, group_names in enumerate(split_no_decay(names, no_decay)):
-        group: dict[str, Any] = {"params": [params_by_name[n] for n in group_names], "lr": lr, "initial_lr": lr}
-        if index == 1:
-            group["weight_decay"] = 0.0
-        optimizer.add_param_group(group)
-        added.append(optimizer.param_groups[-1])
+    for names, lr in blocks:
+        for index, group_names in enumerate(split_no_decay(names, no_decay)):
+            group: dict[str, Any] = {"params": [params_by_name[n] for n in group_names], "lr": lr, "initial_lr": lr}
+            if index == 1:
+                group["weight_decay"] = 0.0
+            optimizer.add_param_group(group)
+            added.append(optimizer.param_groups[-1])
     return added
+
+
+def rebuild_groups(
+    optimizer: torch.optim.Optimizer,
+    configs: Sequence[LRSchedulerConfig],
+    params_by_name: Mapping[str, nn.Parameter],
+    blocks: Sequence[tuple[Sequence[str], float]],
+    no_decay: Sequence[str] | None,
+) -> list[dict[str, Any]]:
+    """Replace every group of an optimizer that has not stepped yet by the groups of ``blocks``
+    (:func:`add_phase_groups`), as if ``configure_optimizers()`` had built them: the schedulers built on it then
+    hold one entry per new group in each per-group list (``base_lrs`` the groups' lrs), and every group starts at
+    its lr times the factor the schedulers applied when they were built (LinearLR and SlantedTriangularLR start
+    below their base lr), read off the first group. Returns the new groups."""
+    first = optimizer.param_groups[0]
+    base = first.get("initial_lr", first["lr"])
+    factor = first["lr"] / base if base else 1.0
+    optimizer.param_groups.clear()
+    added = add_phase_groups(optimizer, params_by_name, blocks, no_decay)
+    for group in added:
+        group["lr"] = group["initial_lr"] * factor
+    for config in configs:
+        _resize_group_lists(config.scheduler, added)
+    return added
+
+
+def _resize_group_lists(scheduler: Any, groups: Sequence[dict[str, Any]]) -> None:
+    """One entry per group in each of a scheduler's per-group lists: base lrs and last lrs from the groups, the
+    others (lr lambdas, ReduceLROnPlateau's min lrs) the first group's, as groups added later get."""
+    for attr in PER_GROUP_LISTS:
+        values = getattr(scheduler, attr, None)
+        if not isinstance(values, list) or not values:
+            continue
+        if attr == "base_lrs":
+            values[:] = [group["initial_lr"] for group in groups]
+        elif attr == "_last_lr":
+            values[:] = [group["lr"] for group in groups]
+        else:
+            values[:] = [values[0]] * len(groups)
 
 
 def extend_schedulers(

@@ -24,6 +24,7 @@ from ftexp.callbacks.optim_surgery import (
     build_lr_scheduler,
     build_optimizer,
     extend_schedulers,
+    rebuild_groups,
     restrict_to,
     truncate_group_lists,
 )
@@ -130,7 +131,7 @@ class PhaseLayout:
                 latest_lrs.apply(trainer)
             optimizer = trainer.optimizers[0]
             lr = defaults.added_group_lr(phase.lr, self.base_max_lr, self.phase0_lr)
-            groups = add_phase_groups(optimizer, params, phase.params, lr, no_decay)
+            groups = add_phase_groups(optimizer, params, phase.lr_blocks(lr), no_decay)
             lr_spec = self.lr_spec_of(depth)
             if lr_spec is not None:
                 trainer.strategy.lr_scheduler_configs = [build_lr_scheduler(lr_spec, optimizer)]
@@ -181,6 +182,13 @@ class PhaseLayout:
             )
 
 
+def configured_phase0_lr(schedule: Schedule, optimizer: torch.optim.Optimizer) -> float:
+    """The lr phase 0's ``lr_decay`` groups scale from (:func:`ftexp.schedule.defaults.phase0_lr`), read off the
+    optimizer as ``configure_optimizers()`` built it, before :func:`enforce_phase0` changes its groups."""
+    first = optimizer.param_groups[0]
+    return defaults.phase0_lr(schedule[0].lr, first.get("initial_lr", first["lr"]))
+
+
 def enforce_phase0(
     schedule: Schedule,
     optimizer: torch.optim.Optimizer,
@@ -191,7 +199,25 @@ def enforce_phase0(
     apply_lambdas_new_pgs: bool,
 ) -> None:
     """Make the optimizer from ``configure_optimizers()`` hold exactly the phase-0 parameters (or, when not
-    ``allowed_to_fix``, refuse one that does not)."""
+    ``allowed_to_fix``, refuse one that does not); with ``lr_decay`` in phase 0, in one group per block (two with a
+    ``no_decay`` split), before any step, so that the schedulers built with it schedule every block."""
+    phase0 = schedule[0]
+    lr = configured_phase0_lr(schedule, optimizer)
+    _hold_phase0_params(schedule, optimizer, configs, pl_module, allowed_to_fix, apply_lambdas_new_pgs)
+    if phase0.groups:
+        params = dict(pl_module.named_parameters())
+        no_decay = getattr(pl_module, "no_decay", None)
+        rebuild_groups(optimizer, configs, params, phase0.lr_blocks(lr), no_decay)
+
+
+def _hold_phase0_params(
+    schedule: Schedule,
+    optimizer: torch.optim.Optimizer,
+    configs: list[LRSchedulerConfig],
+    pl_module: pl.LightningModule,
+    allowed_to_fix: bool,
+    apply_lambdas_new_pgs: bool,
+) -> None:
     params = dict(pl_module.named_parameters())
     phase0 = schedule.params_through(0)
     allowed = {id(params[n]) for n in phase0}
@@ -210,7 +236,7 @@ def enforce_phase0(
     removed = restrict_to(optimizer, configs, allowed)
     if missing:
         groups = add_phase_groups(
-            optimizer, params, missing, optimizer.param_groups[0]["lr"], getattr(pl_module, "no_decay", None)
+            optimizer, params, [(missing, optimizer.param_groups[0]["lr"])], getattr(pl_module, "no_decay", None)
         )
         extend_schedulers(configs, groups, apply_lambdas_new_pgs)
     rank_zero_info(f"ftexp: optimizer set to the phase-0 parameters ({removed} frozen removed, {len(missing)} added).")

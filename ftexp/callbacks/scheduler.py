@@ -24,7 +24,7 @@ from ftexp.callbacks.fit_checks import check_optimizers, check_strategy
 from ftexp.callbacks.freezing import apply_batchnorm_policy, set_trainable
 from ftexp.callbacks.lightning_internals import resumes_inside_epoch
 from ftexp.callbacks.metric_sync import check_monitored_metrics_synced
-from ftexp.callbacks.phase_layout import LatestLRState, PhaseLayout, enforce_phase0
+from ftexp.callbacks.phase_layout import LatestLRState, PhaseLayout, configured_phase0_lr, enforce_phase0
 from ftexp.callbacks.restore import CheckpointFileSource, RestoreSource
 from ftexp.callbacks.schedule_file import resolved_schedule_path, write_resolved_schedule
 from ftexp.schedule import (
@@ -33,6 +33,7 @@ from ftexp.schedule import (
     check_phase_directives,
     defaults,
     generate_schedule,
+    resolve_layerwise,
     resolve_schedule,
 )
 from ftexp.schedule.run_rules import epoch_transition_problems, late_transition_warnings
@@ -128,6 +129,7 @@ class FinetuningScheduler(Callback):
         self._es: PhaseEarlyStopping | None = None
         self._ckpt: ModelCheckpoint | None = None
         self._layout: PhaseLayout | None = None
+        self._phase0_lr: float | None = None  # what phase 0's lr_decay groups scale from, once the optimizer exists
         self._snapshot: BestStateSnapshot | None = None
         self.best_snapshots: list[dict[str, Any]] = []  # one record per in-memory copy taken (memory restores)
         self._best_key: tuple[str, float] | None = None
@@ -184,7 +186,7 @@ class FinetuningScheduler(Callback):
         if never_thawed:
             shown = ", ".join(never_thawed[:10]) + (" ..." if len(never_thawed) > 10 else "")
             rank_zero_warn(f"ftexp: {len(never_thawed)} parameters are in no phase and stay frozen: {shown}")
-        return schedule
+        return resolve_layerwise(schedule, pl_module)
 
     def _check_transition_rules(self, trainer: pl.Trainer) -> None:
         assert self.schedule is not None
@@ -212,6 +214,7 @@ class FinetuningScheduler(Callback):
         assert self.schedule is not None
         check_optimizers(trainer, self.allow_untested)
         optimizer = trainer.optimizers[0]
+        self._phase0_lr = configured_phase0_lr(self.schedule, optimizer)
         enforce_phase0(
             self.schedule,
             optimizer,
@@ -220,6 +223,9 @@ class FinetuningScheduler(Callback):
             allowed_to_fix=self.enforce_phase0_params,
             apply_lambdas_new_pgs=self.apply_lambdas_new_pgs,
         )
+        if self.schedule[0].groups:
+            blocks = [f"{group.name} {group.lr_for(self._phase0_lr):.3g}" for group in self.schedule[0].groups]
+            rank_zero_info(f"ftexp: phase 0 trains each block at its own lr: {', '.join(blocks)}")
         no_decay = getattr(pl_module, "no_decay", None)
         check_phase_directives(
             self.schedule.truncated(self.final_depth),
@@ -412,4 +418,4 @@ class FinetuningScheduler(Callback):
         self.schedule_path = resolved_schedule_path(self.schedule, log_dir, type(pl_module).__name__)
         if trainer.is_global_zero:
             default_lr = self._layout.default_lr if self._layout is not None else self.base_max_lr
-            write_resolved_schedule(self.schedule, self.schedule_path, default_lr)
+            write_resolved_schedule(self.schedule, self.schedule_path, default_lr, self._phase0_lr)

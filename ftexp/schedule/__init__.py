@@ -4,7 +4,8 @@ presets."""
 from ftexp.schedule import defaults, presets
 from ftexp.schedule.errors import ScheduleError
 from ftexp.schedule.implicit import generate_schedule
-from ftexp.schedule.model import ClassSpec, LRSchedulerSpec, OptimizerSpec, Phase, Schedule
+from ftexp.schedule.layerwise import resolve_layerwise, with_group_lrs
+from ftexp.schedule.model import ClassSpec, LRSchedulerSpec, OptimizerSpec, Phase, PhaseGroup, Schedule
 from ftexp.schedule.optim_specs import (
     SUPPORTED_LR_SCHEDULERS,
     check_phase_directives,
@@ -26,6 +27,7 @@ __all__ = [
     "LRSchedulerSpec",
     "OptimizerSpec",
     "Phase",
+    "PhaseGroup",
     "Schedule",
     "ScheduleError",
     "check_phase_directives",
@@ -39,6 +41,8 @@ __all__ = [
     "parse_optimizer_spec",
     "parse_schedule",
     "presets",
+    "resolve_layerwise",
     "resolve_schedule",
     "split_no_decay",
+    "with_group_lrs",
 ]

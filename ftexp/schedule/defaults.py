@@ -18,3 +18,11 @@ def added_group_lr(phase_lr: float | None, base_max_lr: float | None, phase0_lr:
     if phase_lr is not None:
         return phase_lr
     return base_max_lr if base_max_lr is not None else phase0_lr
+
+
+def phase0_lr(phase_lr: float | None, optimizer_lr: float) -> float:
+    """The lr phase 0's ``lr_decay`` groups scale from: the phase's own ``lr``, else the lr the optimizer from
+    ``configure_optimizers()`` was built with (its first group's ``initial_lr``). Phase 0 otherwise trains the
+    optimizer's groups as configured, as in FTS, so only ``lr_decay`` reads it; the run, the plan and the saved
+    schedule all ask this function."""
+    return phase_lr if phase_lr is not None else optimizer_lr

@@ -52,11 +52,37 @@ class OptimizerSpec:
 
 
 @dataclass(frozen=True)
+class PhaseGroup:
+    """One block of a phase with ``lr_decay`` (a task head, a transformer layer, the embeddings): its own optimizer
+    group (two with a ``no_decay`` split), so that layers near the input can move less than the head.
+
+    ``lr`` is the group's lr once it is fixed (a run writes it into the schedule it saves, and reads it back from
+    there); until then the group's lr is ``lr_scale`` times the lr of its phase, which may only be known at fit
+    start (phase 0 without ``lr`` trains at the optimizer's lr).
+    """
+
+    name: str  # the block's module, e.g. "model.bert.encoder.layer.1": what the plan and the saved schedule show
+    params: tuple[str, ...]
+    lr_scale: float = 1.0
+    lr: float | None = None
+
+    def lr_for(self, phase_lr: float) -> float:
+        """This group's lr in a phase trained at ``phase_lr``."""
+        return self.lr if self.lr is not None else phase_lr * self.lr_scale
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "lr": self.lr, "params": list(self.params)}
+
+
+@dataclass(frozen=True)
 class Phase:
     """One phase: the parameters it thaws (on top of earlier phases) and how it ends and is optimized.
 
     ``params`` holds what the user wrote (names or patterns) until the schedule is resolved against a model;
-    after :func:`ftexp.schedule.resolve_schedule` it holds exact parameter names.
+    after :func:`ftexp.schedule.resolve_schedule` it holds exact parameter names. ``lr_decay`` (ftexp's, not FTS's)
+    splits the phase into one optimizer group per block of the model, ``groups``, filled in when the schedule is
+    resolved against the module (:func:`ftexp.schedule.layerwise.resolve_layerwise`) or read back from a schedule a
+    run saved.
     """
 
     index: int
@@ -65,6 +91,20 @@ class Phase:
     lr: float | None = None
     new_lr_scheduler: LRSchedulerSpec | None = None
     new_optimizer: OptimizerSpec | None = None
+    lr_decay: float | None = None
+    groups: tuple[PhaseGroup, ...] = ()
+
+    @property
+    def block_params(self) -> tuple[tuple[str, ...], ...]:
+        """The parameter blocks this phase's optimizer groups are made of, in order: one per group of an
+        ``lr_decay`` phase, else the whole phase (each block is split again by ``no_decay``)."""
+        return tuple(group.params for group in self.groups) or (self.params,)
+
+    def lr_blocks(self, phase_lr: float) -> list[tuple[tuple[str, ...], float]]:
+        """Each block of :attr:`block_params` with its lr, in a phase trained at ``phase_lr``."""
+        if not self.groups:
+            return [(self.params, phase_lr)]
+        return [(group.params, group.lr_for(phase_lr)) for group in self.groups]
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"params": list(self.params)}
@@ -72,6 +112,11 @@ class Phase:
             out["max_transition_epoch"] = self.max_transition_epoch
         if self.lr is not None:
             out["lr"] = self.lr
+        if self.lr_decay is not None:
+            out["lr_decay"] = self.lr_decay
+        if self.groups and all(group.lr is not None for group in self.groups):
+            # only once their lrs are fixed: before that, lr_decay alone gives the same groups when read back
+            out["groups"] = [group.to_dict() for group in self.groups]
         if self.new_lr_scheduler is not None:
             out["new_lr_scheduler"] = self.new_lr_scheduler.to_dict()
         if self.new_optimizer is not None:

@@ -14,7 +14,7 @@ import torch
 from torch.optim import lr_scheduler as lrs
 
 from ftexp.schedule.errors import ScheduleError
-from ftexp.schedule.model import ClassSpec, LRSchedulerSpec, OptimizerSpec, Schedule
+from ftexp.schedule.model import ClassSpec, LRSchedulerSpec, OptimizerSpec, Phase, Schedule
 from ftexp.schedule.slanted_triangular import SlantedTriangularLR
 
 SUPPORTED_LR_SCHEDULERS: tuple[type, ...] = (
@@ -46,11 +46,17 @@ def split_no_decay(names: Sequence[str], no_decay: Sequence[str] | None) -> list
     return [decay, exempt] if names else []
 
 
+def phase_group_names(phase: Phase, no_decay: Sequence[str] | None) -> list[list[str]]:
+    """The parameter names of each optimizer group ``phase`` adds, in order: per block (one, or one per group of an
+    ``lr_decay`` phase), the ``no_decay`` split of it. What the callback adds and what the checks count."""
+    return [names for block in phase.block_params for names in split_no_decay(block, no_decay)]
+
+
 def group_counts(schedule: Schedule, phase0_groups: int, no_decay: Sequence[str] | None) -> list[int]:
     """Number of optimizer parameter groups at each depth, given how many groups phase 0 starts with."""
     counts = [phase0_groups]
     for phase in schedule.phases[1:]:
-        counts.append(counts[-1] + len(split_no_decay(phase.params, no_decay)))
+        counts.append(counts[-1] + len(phase_group_names(phase, no_decay)))
     return counts
 
 

@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from ftexp.schedule.errors import ScheduleError
-from ftexp.schedule.model import ClassSpec, LRSchedulerSpec, OptimizerSpec, Phase, Schedule
+from ftexp.schedule.model import ClassSpec, LRSchedulerSpec, OptimizerSpec, Phase, PhaseGroup, Schedule
 from ftexp.schedule.suggest import no_match_hint
 from ftexp.schedule.yaml_io import load_schedule_yaml
 
-PHASE_KEYS = ("params", "max_transition_epoch", "lr", "new_lr_scheduler", "new_optimizer")
+PHASE_KEYS = ("params", "max_transition_epoch", "lr", "lr_decay", "groups", "new_lr_scheduler", "new_optimizer")
+# a group of a phase as a run saves it (the resolved form of lr_decay)
+GROUP_KEYS = ("name", "lr", "params")
 LR_SCHEDULER_KEYS = ("lr_scheduler_init", "pl_lrs_cfg", "init_pg_lrs", "use_current_optimizer_pg_lrs")
 # LRSchedulerConfig's fields; reduce_on_plateau is accepted as FTS schedules write it and checked against the class
 PL_LRS_CFG_KEYS = ("interval", "frequency", "name", "monitor", "strict", "reduce_on_plateau")
@@ -124,6 +126,10 @@ def _parse_phase(index: int, body: Any, source: str) -> Phase:
     lr = body.get("lr")
     if lr is not None:
         lr = _positive_float(lr, source, index, "lr")
+    lr_decay = body.get("lr_decay")
+    if lr_decay is not None:
+        lr_decay = lr_decay_value(lr_decay, source, index)
+    groups = _parse_groups(body["groups"], source, index) if body.get("groups") is not None else ()
     new_lr_scheduler = new_optimizer = None
     if body.get("new_lr_scheduler") is not None:
         new_lr_scheduler = parse_lr_scheduler_spec(body["new_lr_scheduler"], source, index, "new_lr_scheduler")
@@ -139,7 +145,49 @@ def _parse_phase(index: int, body: Any, source: str) -> Phase:
             key=key,
             show_value=False,
         )
-    return Phase(index, tuple(params), max_epoch, lr, new_lr_scheduler, new_optimizer)
+    return Phase(index, tuple(params), max_epoch, lr, new_lr_scheduler, new_optimizer, lr_decay=lr_decay, groups=groups)
+
+
+def lr_decay_value(value: Any, source: str, phase: int | None, key: str = "lr_decay") -> float:
+    """``value`` as a layer-wise lr decay: a number in (0, 1]. Each block below the head trains at the lr of the
+    block above times this, so 1 means one lr for every block and 0 would freeze all but the head."""
+    try:
+        number = float(value) if not isinstance(value, bool) else None  # `0.9` may arrive as a string from YAML 1.1
+    except (TypeError, ValueError):
+        number = None
+    if number is None or not 0 < number <= 1:
+        raise ScheduleError(
+            "must be a number in (0, 1]: each block below the head trains at the lr of the block above times it",
+            source=source,
+            phase=phase,
+            key=key,
+            value=value,
+        )
+    return number
+
+
+def _parse_groups(raw: Any, source: str, phase: int) -> tuple[PhaseGroup, ...]:
+    """A phase's ``groups`` as a run saves them (``lr_decay`` resolved for one model): exact parameter names and a
+    fixed lr per group. They are checked against the phase's parameters once those are resolved
+    (:func:`ftexp.schedule.layerwise.resolve_layerwise`)."""
+    if not isinstance(raw, Sequence) or isinstance(raw, str) or not raw:
+        raise ScheduleError("must be a non-empty list of groups", source=source, phase=phase, key="groups", value=raw)
+    return tuple(_parse_group(entry, f"groups[{position}]", source, phase) for position, entry in enumerate(raw))
+
+
+def _parse_group(entry: Any, key: str, source: str, phase: int) -> PhaseGroup:
+    if not isinstance(entry, Mapping):
+        raise ScheduleError("must be a mapping with 'lr' and 'params'", source=source, phase=phase, key=key)
+    _reject_unknown_keys(entry, GROUP_KEYS, source, phase, prefix=f"{key}.")
+    params = entry.get("params")
+    listed = isinstance(params, Sequence) and not isinstance(params, str) and bool(params)
+    if not listed or not all(isinstance(name, str) and name for name in params):
+        problem = "must be a non-empty list of parameter names"
+        raise ScheduleError(problem, source=source, phase=phase, key=f"{key}.params", value=params)
+    if entry.get("lr") is None:
+        raise ScheduleError("missing required key", source=source, phase=phase, key=f"{key}.lr")
+    lr = _positive_float(entry["lr"], source, phase, f"{key}.lr")
+    return PhaseGroup(str(entry.get("name") or key), tuple(params), lr=lr)
 
 
 def parse_lr_scheduler_spec(raw: Any, source: str, phase: int | None, key: str) -> LRSchedulerSpec:

@@ -14,6 +14,8 @@ freeze_unfreeze      0: the head until ``unfreeze_epoch``; 1: the whole backbone
 unfreeze_milestones  0: the head until ``milestones[0]``; 1: the last ``num_layers`` layers (and what sits between
                      them and the head) until ``milestones[1]``; 2: the rest of the backbone
 backbone             0: the head until ``unfreeze_epoch``; 1: the backbone at ``head_lr * lr_fraction``
+llrd                 0: everything, each block in its own group: the head at ``lr``, each block below at the lr of
+                     the one above times ``decay`` (layer-wise lr decay, ``lr_decay``)
 ==================== =============================================================================================
 
 Transitions happen at fixed epochs (``max_transition_epoch``), so the presets are meant for a
@@ -40,7 +42,7 @@ from torch import nn
 from ftexp.schedule.errors import ScheduleError
 from ftexp.schedule.implicit import generate_schedule
 from ftexp.schedule.model import Phase, Schedule
-from ftexp.schedule.parse import resolve_schedule
+from ftexp.schedule.parse import lr_decay_value, resolve_schedule
 
 Model = nn.Module | Sequence[str]
 
@@ -245,3 +247,27 @@ def _lr(lr: Any, source: str, key: str = "lr") -> float | None:
     if isinstance(lr, bool) or not isinstance(lr, int | float) or not lr > 0:
         raise ScheduleError("must be a positive number", source=source, key=key, value=lr)
     return float(lr)
+
+
+def llrd(model: nn.Module, lr: float | None = None, decay: float = 0.9) -> Schedule:
+    """Layer-wise lr decay: one phase in which everything trains from the first step, the task head at ``lr``
+    (``None``: the optimizer's lr) and each block below it at the lr of the block above times ``decay``.
+
+    Why: the layers near the input hold the most general features, which fine-tuning should change least; the
+    standard recipe for BERT, ELECTRA and DeBERTa (Sun et al. 2019, "How to Fine-Tune BERT for Text
+    Classification?"; Clark et al. 2020, ELECTRA), with ``decay`` usually 0.8-0.95. The blocks are the ``blocks``
+    generator's (head, pooler, layers from the top down, embeddings): a 2-layer BERT classifier trains its head at
+    ``lr``, pooler at ``lr * decay``, layer 1 at ``lr * decay**2``, layer 0 at ``lr * decay**3`` and embeddings at
+    ``lr * decay**4``, each block in its own optimizer group (two with a ``no_decay`` split).
+    """
+    source = "<preset:llrd>"
+    if not isinstance(model, nn.Module):
+        raise ScheduleError("needs the model (a module): its blocks are found from its structure", source=source)
+    names = tuple(name for name, _ in model.named_parameters())
+    if not names:
+        raise ScheduleError("the model has no parameters to schedule", source=source)
+    phase = Phase(0, names, lr=_lr(lr, source), lr_decay=lr_decay_value(decay, source, None, key="decay"))
+    return Schedule((phase,), source=source)
+
+
+PRESETS["llrd"] = llrd
