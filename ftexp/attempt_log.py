@@ -48,8 +48,11 @@ def log_start(run_dir: Path, attempt: AttemptRecord) -> None:
         "resumed_from": attempt.resumed_from,
         "slurm_job_id": attempt.slurm_job_id,
     }
-    with (run_dir / LOG_NAME).open("a") as log:
-        log.write(json.dumps(line) + "\n")
+    path = run_dir / LOG_NAME
+    # a crash may have cut the last line before its newline: start on a line of our own
+    cut = path.is_file() and path.stat().st_size > 0 and not path.read_bytes().endswith(b"\n")
+    with path.open("a") as log:
+        log.write(("\n" if cut else "") + json.dumps(line) + "\n")
 
 
 def read_starts(run_dir: Path) -> list[LoggedStart]:
@@ -72,19 +75,24 @@ def read_starts(run_dir: Path) -> list[LoggedStart]:
     return starts
 
 
-def attempts_of_this_run(starts: Sequence[LoggedStart], recorded: Sequence[AttemptRecord]) -> list[AttemptRecord]:
+def attempts_of_this_run(
+    starts: Sequence[LoggedStart], recorded: Sequence[AttemptRecord], current: AttemptRecord
+) -> list[AttemptRecord]:
     """The attempts of the current run, oldest first: each logged start with its record from ``recorded`` (the
-    earlier ``result.json``'s and this attempt's), or as an attempt that died. Records of attempts the log does not
-    hold (a run dir from before the log existed) come first, as they were."""
+    earlier ``result.json``'s) or ``current`` (this attempt's, which is listed last even if its line could not be
+    read back), or as an attempt that died. Records of attempts the log does not hold (a run dir from before the log
+    existed) come first, as they were, when ``current`` continues them (it resumed from a checkpoint)."""
+    this = LoggedStart(current.attempt_id or "", current.started_at, current.resumed_from, current.slurm_job_id)
+    sequence = [*(start for start in starts if start.attempt_id != current.attempt_id), this]
     by_id = {a.attempt_id: a for a in recorded if a.attempt_id is not None}
     begin = 0
-    for index, start in enumerate(starts):
-        after_a_recorded_end = index > 0 and starts[index - 1].attempt_id in by_id
+    for index, start in enumerate(sequence):
+        after_a_recorded_end = index > 0 and sequence[index - 1].attempt_id in by_id
         if start.resumed_from is None and (index == 0 or after_a_recorded_end):
             begin = index
-    listed = [by_id.get(start.attempt_id) or died(start) for start in starts[begin:]]
-    unlogged = [a for a in recorded if a.attempt_id is None]
-    return [*unlogged, *listed]
+    listed = [by_id.get(start.attempt_id) or died(start) for start in sequence[begin:-1]]
+    unlogged = [a for a in recorded if a.attempt_id is None] if current.resumed_from is not None else []
+    return [*unlogged, *listed, current]
 
 
 def died(start: LoggedStart) -> AttemptRecord:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import pickle
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,7 +119,7 @@ def _checkpoint_tensor_names(source: str) -> tuple[set[str] | None, str | None]:
         if path is not None:
             try:
                 return _tensor_names_in(path), None
-            except (OSError, ValueError, RuntimeError) as err:
+            except (OSError, ValueError, RuntimeError, pickle.UnpicklingError) as err:
                 return None, f"cannot read the tensor names of {path} ({type(err).__name__}: {err})"
     if Path(source).exists():
         return None, f"{source} holds none of {', '.join(CHECKPOINT_FILES)}"

@@ -64,17 +64,28 @@ class EpochMetrics(Callback):
         self.first_epoch = 0
         self._resumed_history: list[dict[str, float]] | None = None
         self._learning_rates = LoggedLearningRates()
+        # what LearningRateMonitor logged at this epoch's start (saved: a fit resumed inside the epoch logs it again)
+        self._epoch_start_lrs: dict[str, float] = {}
+        self._resumed_epoch_start_lrs: dict[str, float] = {}
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.first_epoch = trainer.current_epoch  # > 0 after a resume
         if self._resumed_history is not None:
             self.history, self._resumed_history = self._resumed_history, None
-        if resumes_mid_epoch(trainer):
+        if resumes_mid_epoch(trainer) and self._resumed_epoch_start_lrs:
             # Lightning calls no on_train_epoch_start for the epoch it resumes in, where LearningRateMonitor logs the
-            # epoch's lrs: log them now, so that the epoch's row (and the logger) has them as without the resume
-            for monitor in trainer.callbacks:
-                if isinstance(monitor, LearningRateMonitor) and monitor.logging_interval != "step":
-                    monitor.on_train_epoch_start(trainer, pl_module)
+            # epoch's lrs: log again what it logged then (not the lrs now, a step-interval scheduler has moved them),
+            # so that the epoch's row and the loggers have them as without the resume
+            self._epoch_start_lrs = replay_learning_rates(trainer, self._resumed_epoch_start_lrs)
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # after LearningRateMonitor's hook: this callback comes last (ftexp.train.build)
+        logged = self._learning_rates.logged_since_last_call(trainer)
+        self._epoch_start_lrs = {
+            key: float(value)
+            for key, value in trainer.callback_metrics.items()
+            if any(key == name or key.startswith(f"{name}-") for name in logged)
+        }
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         stale = self._learning_rates.not_logged_this_epoch(trainer)
@@ -84,11 +95,26 @@ class EpochMetrics(Callback):
         self.history = [r for r in self.history if r["epoch"] < row["epoch"]] + [row]
 
     def state_dict(self) -> dict[str, Any]:
-        return {"history": self.history}
+        return {"history": self.history, "epoch_start_lrs": self._epoch_start_lrs}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         # Lightning also loads callback states for trainer.test(ckpt_path=...): only a fit takes the history over
         self._resumed_history = list(state_dict.get("history", []))
+        self._resumed_epoch_start_lrs = dict(state_dict.get("epoch_start_lrs", {}))
+
+
+def replay_learning_rates(trainer: pl.Trainer, logged: dict[str, float]) -> dict[str, float]:
+    """Log ``logged`` (lr metrics a LearningRateMonitor logged) again as that monitor would: in its ``lrs`` lists,
+    ``trainer.callback_metrics`` and the loggers. Returns ``logged``."""
+    for monitor in trainer.callbacks:
+        if isinstance(monitor, LearningRateMonitor):
+            for name, values in monitor.lrs.items():
+                if name in logged:
+                    values.append(logged[name])
+    trainer.callback_metrics.update({key: torch.tensor(value) for key, value in logged.items()})
+    for logger in trainer.loggers:
+        logger.log_metrics(logged, step=trainer.global_step)
+    return logged
 
 
 class LoggedLearningRates:
@@ -101,14 +127,24 @@ class LoggedLearningRates:
         self._counts: dict[str, int] = {}
         self._seen: set[str] = set()
 
-    def not_logged_this_epoch(self, trainer: pl.Trainer) -> set[str]:
-        """The metric names (the lrs and their ``-momentum`` and ``-weight_decay`` companions) of every name a
-        LearningRateMonitor of ``trainer`` has used and did not log since the last call."""
+    def logged_since_last_call(self, trainer: pl.Trainer) -> set[str]:
+        """The names logged since the last :meth:`not_logged_this_epoch`, without counting them as seen."""
+        counts = self._counts_of(trainer)
+        return {name for name, count in counts.items() if count > self._counts.get(name, 0)}
+
+    @staticmethod
+    def _counts_of(trainer: pl.Trainer) -> dict[str, int]:
         counts: dict[str, int] = {}
         for monitor in trainer.callbacks:
             if isinstance(monitor, LearningRateMonitor):
                 for name, values in monitor.lrs.items():
                     counts[name] = counts.get(name, 0) + len(values)
+        return counts
+
+    def not_logged_this_epoch(self, trainer: pl.Trainer) -> set[str]:
+        """The metric names (the lrs and their ``-momentum`` and ``-weight_decay`` companions) of every name a
+        LearningRateMonitor of ``trainer`` has used and did not log since the last call."""
+        counts = self._counts_of(trainer)
         logged = {name for name, count in counts.items() if count > self._counts.get(name, 0)}
         self._counts, self._seen = counts, self._seen | set(counts)
         return {name + suffix for name in self._seen - logged for suffix in ("", "-momentum", "-weight_decay")}
@@ -194,7 +230,7 @@ class RunRecorder:
         attempt.cpu_time_s = round(cpu_seconds() - self._started_cpu, 2)
         earlier = (self.earlier.attempts or []) if self.earlier is not None else []
         if attempt.attempt_id is not None:  # logged at its start: the log also knows the attempts that died
-            record.attempts = attempts_of_this_run(read_starts(self.run_dir), [*earlier, attempt])
+            record.attempts = attempts_of_this_run(read_starts(self.run_dir), earlier, attempt)
         else:  # a start that failed before its run dir existed, or a rank that logs nothing
             record.attempts = [*(earlier if attempt.resumed_from else []), attempt]
         record.wall_time_s = round(sum(a.wall_time_s or 0.0 for a in record.attempts), 2)

@@ -157,3 +157,16 @@ def test_a_run_stopped_by_sigterm_inside_an_epoch_and_started_again_ends_as_the_
     assert last_trained == (1 if signalled_batch < 3 else 2), "the epoch it stopped in is not in the history yet"
     assert [a["status"] for a in resumed["attempts"]] == ["interrupted", "completed"]
     assert differences(resumed, uninterrupted) == []
+
+
+def test_under_a_step_interval_lr_scheduler_a_run_stopped_inside_an_epoch_ends_as_the_uninterrupted_run(tmp_path):
+    """ulmfit: slanted triangular lrs stepped every batch, sized from the run's steps (which makes Lightning create
+    the first training iterator early), and a block thawed every epoch; the epoch's logged lrs are those of its
+    start, in the resumed run too."""
+    uninterrupted = run_in_process(tmp_path / "uninterrupted", "schedule=ulmfit")
+    with pytest.raises(SIGTERMException):
+        run_in_process(tmp_path / "resumed", "schedule=ulmfit", *signal_self_at(signal.SIGTERM, epoch=2, batch=1))
+    resumed = run_in_process(tmp_path / "resumed", "schedule=ulmfit")
+
+    assert len(uninterrupted["transitions"]) == 4
+    assert differences(resumed, uninterrupted) == []

@@ -62,3 +62,25 @@ def restart_training_iterator_at(trainer: pl.Trainer, batches: int) -> bool:
     for _ in range(batches):
         next(fetcher.iterator)
     return True
+
+
+def stopping_here_would_lose_something(trainer: pl.Trainer) -> bool:
+    """Whether a fit stopped (and checkpointed) at the end of the current training batch could not go on exactly
+    as the uninterrupted one: the batch is the epoch's last (the epoch's end hooks have not run), gradients are
+    being accumulated (they are in no checkpoint), or a validation follows it (a resumed fit skips that validation:
+    Lightning fast-forwards its progress to the evaluation's end). The validation rule is Lightning's own
+    (``_TrainingEpochLoop._should_check_val_fx``: every ``val_check_interval`` batches of the epoch or, with
+    ``check_val_every_n_epoch=None``, of the run; when early stopping asks to stop); internal, checked against
+    pytorch-lightning 2.4.0 and 2.6.6."""
+    loop = trainer.fit_loop.epoch_loop
+    if loop.batch_progress.is_last_batch or loop._should_accumulate():
+        return True
+    return bool(loop._should_check_val_fx(trainer.fit_loop._data_fetcher))
+
+
+def training_iterator_exists(trainer: pl.Trainer) -> bool:
+    """Whether the fit loop has created its training iterator already: before ``on_fit_start`` only when something
+    asked for the number of training batches early (``trainer.estimated_stepping_batches`` in
+    ``configure_optimizers`` runs ``FitLoop.setup_data``). ``_data_fetcher`` is internal (2.4.0 and 2.6.6)."""
+    fetcher = trainer.fit_loop._data_fetcher
+    return fetcher is not None and getattr(fetcher, "iterator", None) is not None

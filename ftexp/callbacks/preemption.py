@@ -36,7 +36,11 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from pytorch_lightning.utilities.rank_zero import rank_zero_info
 
 from ftexp.callbacks.checkpoint_writer import flush_checkpoint_writes
+from ftexp.callbacks.lightning_internals import stopping_here_would_lose_something
 
+# a stop waits for a batch end it can resume from exactly (no accumulation, validation or epoch end after it), but no
+# longer than this many batch ends: a signal must not be lost to a run that validates after every batch
+MAX_BATCHES_WAITED = 8
 _SignalHandler = Any  # what signal.getsignal returns: a callable, SIG_DFL, SIG_IGN or None
 
 
@@ -59,21 +63,12 @@ def preemption_signal() -> signal.Signals:
     return signal.Signals[name if name.startswith("SIG") else f"SIG{name}"]
 
 
-def validation_follows(trainer: pl.Trainer, batch_idx: int) -> bool:
-    """Whether a validation (or the epoch's end) comes after this batch. A fit resumed from a checkpoint written at
-    such a batch's end skips that validation (Lightning fast-forwards its progress to the evaluation's end), and with
-    it an early-stopping check and maybe a phase transition: the stop waits one more batch instead."""
-    if batch_idx + 1 >= trainer.num_training_batches:
-        return True
-    every = trainer.val_check_batch
-    return isinstance(every, int) and (batch_idx + 1) % every == 0
-
-
 class PreemptionCheckpoint(Callback):
     """Write ``<dirpath>/<filename>.ckpt`` when the job must end early, at the first point where the state is
-    consistent (a batch boundary that no validation follows: :func:`validation_follows`), so that a requeued run
-    loses no more than a batch or two, and goes on from the next batch as if it had never stopped
-    (:class:`ftexp.ResumableRandomState`).
+    consistent: a batch boundary after which the fit can resume exactly (no gradient accumulation, validation or
+    epoch end follows it: :func:`~ftexp.callbacks.lightning_internals.stopping_here_would_lose_something`), so
+    that a requeued run loses no more than a few batches, and goes on from the next batch as if it had never
+    stopped (:class:`ftexp.ResumableRandomState`).
 
     Args:
         dirpath: where the run resumes from (``paths.checkpoint_dir``; ``last.ckpt`` is what
@@ -86,6 +81,7 @@ class PreemptionCheckpoint(Callback):
         self.path = Path(dirpath) / f"{filename}.ckpt"
         self.signum = signal.Signals(signum) if signum is not None else preemption_signal()
         self.received: int | None = None
+        self._waited = 0  # batch ends the stop has waited for since the signal came
         # the owners of the signals before training: the preemption signal's (submitit's), and SIGTERM's (Lightning's
         # handler, which would stop the loop where it cannot resume exactly: see the module docstring)
         self._previous: dict[signal.Signals, _SignalHandler] = {}
@@ -96,8 +92,10 @@ class PreemptionCheckpoint(Callback):
 
     # ------------------------------------------------------------------ the signals
     def _take_note(self, signum: int, frame: FrameType | None) -> None:
-        # a signal handler runs between two bytecodes of the training step: do nothing here but remember it
-        self.received = signum
+        # a signal handler runs between two bytecodes of the training step: do nothing here but remember it. The
+        # preemption signal wins over a SIGTERM after it: the job is to be requeued, not just stopped
+        if self.received != self.signum:
+            self.received = signum
 
     def _owns(self, signum: signal.Signals) -> bool:
         return signal.getsignal(signum) == self._take_note  # bound methods compare equal, never identical
@@ -106,14 +104,20 @@ class PreemptionCheckpoint(Callback):
         # not in setup: Lightning records every signal's handler after setup and on_fit_start (and installs its
         # SIGTERM handler), and puts them back when fit ends, which after an exception comes after on_exception;
         # installed later, it puts back the owners
-        self.received = None
+        self.received, self._waited = None, 0
         for signum in self._signals:
             if not self._owns(signum):
                 self._previous[signum] = signal.signal(signum, self._take_note)
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if stage == "fit":
-            self._restore()
+        if stage != "fit":
+            return
+        self._restore()
+        if self.received is not None:
+            # the fit ended (its last epoch) before the stop the signal asked for: its owner gets it now, as it gets
+            # a signal that comes after training (submitit requeues, Lightning stops the test that follows)
+            signum, self.received = self.received, None
+            signal.raise_signal(signum)
 
     def _restore(self) -> None:
         """Give the signals back to their owners from before training. Called on every way out of ``fit``: a handler
@@ -145,11 +149,15 @@ class PreemptionCheckpoint(Callback):
         received = self.received is not None
         if trainer.world_size > 1:  # the signal may reach the ranks a few steps apart: stop together
             received = trainer.strategy.reduce_boolean_decision(received, all=False)
-        if not received or validation_follows(trainer, batch_idx):
+        if not received:
+            return
+        if stopping_here_would_lose_something(trainer) and self._waited < MAX_BATCHES_WAITED:
+            self._waited += 1  # the same decision on every rank: it depends on the loop's counters only
             return
         self.received = self.received if self.received is not None else int(self.signum)
         self._save(trainer)
-        if self.received == signal.SIGTERM:
+        # (hand_over gives the preemption signal on; nothing is delivered again at the end of fit)
+        if self.received != self.signum:  # SIGTERM (when it is not the preemption signal too)
             raise SIGTERMException()  # Lightning's own way out after SIGTERM: the run is recorded as interrupted
         raise RequeueRequested(self.received, self.path)
 

@@ -73,6 +73,7 @@ from ftexp.callbacks.lightning_internals import (
     batches_resumed_after,
     restart_training_iterator_at,
     resumes_inside_epoch,
+    training_iterator_exists,
 )
 
 # Lightning before 2.5.3 creates the training DataLoader iterator of the first epoch after a resume twice: in
@@ -162,6 +163,11 @@ class ResumableRandomState(Callback):
         self._rank, self._world_size = trainer.global_rank, trainer.world_size
         self._device = trainer.strategy.root_device
         self._fitting = stage == "fit"
+        if self._fitting:
+            # a module whose configure_optimizers reads trainer.estimated_stepping_batches (a scheduler shaped over
+            # the run) makes Lightning create the first training iterator there, before on_fit_start: from this state
+            # (or the restored one, load_state_dict), which on_fit_start then leaves as it is
+            self._epoch_start = capture_random_state(self._device)
 
     def state_dict(self) -> dict[str, Any]:
         state = {"now": capture_random_state(self._device), "epoch_start": self._epoch_start}
@@ -206,8 +212,10 @@ class ResumableRandomState(Callback):
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # the first training iterator of this process is created next, in FitLoop.setup_data, from this state (the
-        # sanity check in between draws nothing from the run's generators: it runs under isolate_rng)
-        self._epoch_start = capture_random_state(self._device)
+        # sanity check in between draws nothing from the run's generators: it runs under isolate_rng), unless it
+        # exists already (see setup)
+        if not training_iterator_exists(trainer):
+            self._epoch_start = capture_random_state(self._device)
         self._iterator_created_before_epoch_hooks = True
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

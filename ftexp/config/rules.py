@@ -50,6 +50,12 @@ def _check_lr_reinit(cfg: DictConfig, problems: list[str]) -> None:
             problems.append(MISSING_REINIT_LR)
         if fts is None:
             problems.append(f"lr_reinit=implicit: schedule={schedule} has no phase transitions to reinitialize at")
+        if cfg.schedule.get("lr_scheduler"):
+            problems.append(
+                f"lr_reinit=implicit: schedule={schedule} brings one LR scheduler for the whole run "
+                "(schedule.lr_scheduler), which a new scheduler at every phase would replace after phase 0; use "
+                "lr_reinit=explicit (its default) or none"
+            )
 
 
 def _check_schedule_file(cfg: DictConfig, problems: list[str]) -> None:

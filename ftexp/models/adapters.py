@@ -1,6 +1,7 @@
 """Parameter-efficient fine-tuning: a transformers model wrapped with Hugging Face ``peft`` adapters (LoRA, IA3), and
-the rule that maps the wrapped model's parameter names back to the plain model's, so that schedules written for the
-plain model still resolve.
+the rule that maps the wrapped model's parameter names back to the plain model's (names relative to the wrapped
+transformers model: a LightningModule's own prefix, such as ``model.``, is its caller's to strip), by which schedules
+written for the plain model are to resolve. Not yet wired into SequenceClassifier or the schedules (issue 15).
 
 Built with peft's own pieces: ``LoraConfig`` / ``IA3Config`` with ``task_type=SEQ_CLS`` (which keeps the
 classification head fully trainable through ``modules_to_save``) and ``get_peft_model``; with ``target_modules``
@@ -51,8 +52,8 @@ def adapter_config(method: str, options: Mapping[str, Any]) -> Any:
     if method == "lora":
         return LoraConfig(
             task_type=TaskType.SEQ_CLS,
-            r=int(options.get("r", 8)),
-            lora_alpha=int(options.get("alpha", 16)),
+            r=_whole(options.get("r", 8), "r"),
+            lora_alpha=_whole(options.get("alpha", 16), "alpha"),
             lora_dropout=float(options.get("dropout", 0.1)),
             target_modules=targets,
         )
@@ -94,3 +95,9 @@ def plain_name(wrapped: str) -> str | None:
         return None
     name = wrapped[len(_PEFT_PREFIX) :] if wrapped.startswith(_PEFT_PREFIX) else wrapped
     return _WRAPPED.sub(lambda match: f".{match.group(1)}" if match.group(1) else "", name)
+
+
+def _whole(value: Any, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"model.peft.{key}: must be a whole number >= 1, got {value!r}")
+    return value

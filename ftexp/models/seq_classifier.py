@@ -136,6 +136,20 @@ class SequenceClassifier(pl.LightningModule):
                 setattr(metric, key, value.to(getattr(metric, key).device))
             metric._update_count = 1 if float(state.get("weight", torch.zeros(()))) > 0 else 0
 
+    def _scheduler_steps(self) -> int:
+        """How many times the LR scheduler will step in this run: the optimizer steps as Lightning counts them
+        (epochs, batch limits, accumulation, devices) when it steps per step, else the epochs."""
+        if self._trainer is None:
+            raise RuntimeError("the LR scheduler's total_steps comes from the Trainer (the run's length)")
+        per_step = self.lr_scheduler_config.get("interval", "epoch") == "step"
+        steps = self.trainer.estimated_stepping_batches if per_step else self.trainer.max_epochs
+        if steps is None or steps < 0 or steps == float("inf"):
+            raise ValueError(
+                f"model.lr_scheduler.total_steps: null asks for the run's length in {'steps' if per_step else 'epochs'}"
+                ", and this run has no bound (max_epochs=-1 and max_steps=-1): set trainer.max_epochs or total_steps"
+            )
+        return int(steps)
+
     def configure_optimizers(self) -> Any:
         """AdamW (or the configured factory) over the *trainable* parameters only, in two groups: with weight
         decay, and without it for names containing a ``no_decay`` fragment."""
@@ -152,12 +166,9 @@ class SequenceClassifier(pl.LightningModule):
         if self.lr_scheduler_factory is None:
             return optimizer
         factory = self.lr_scheduler_factory
-        if needs_total_steps(factory) and self._trainer is None:
-            raise RuntimeError("the LR scheduler's total_steps comes from the Trainer (its estimated stepping batches)")
         if needs_total_steps(factory):
-            # a scheduler shaped over the whole run (SlantedTriangularLR, OneCycleLR) left total_steps open: the
-            # run's optimizer steps, as Lightning counts them (epochs, batch limits, accumulation, devices)
-            factory = partial(factory, total_steps=int(self.trainer.estimated_stepping_batches))
+            # a scheduler shaped over the whole run (SlantedTriangularLR, OneCycleLR) left total_steps open
+            factory = partial(factory, total_steps=self._scheduler_steps())
         scheduler = {"scheduler": factory(optimizer), **self.lr_scheduler_config}
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
 

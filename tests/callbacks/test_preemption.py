@@ -174,10 +174,11 @@ def test_after_training_the_preemption_signal_goes_to_its_owner_again(tmp_path, 
     overrides = [f"+callbacks.signal_self._target_={target}", f"+callbacks.signal_self.signum={preemption_signal()}"]
 
     finished = run(compose_run(tmp_path, *overrides))
-    signal.raise_signal(preemption_signal())  # as during trainer.test, or in a later run in this process
-
     assert finished["status"] == "completed", "the signal came after the last training batch: nothing to stop"
-    assert fake_submitit.received == [preemption_signal()], "the signal after fit reached its owner"
+    assert fake_submitit.received == [preemption_signal()], "the fit ended first: its owner got it at the fit's end"
+
+    signal.raise_signal(preemption_signal())  # as during trainer.test, or in a later run in this process
+    assert fake_submitit.received == [preemption_signal()] * 2, "after fit, the owner has the signal again"
 
 
 def test_a_later_run_in_the_same_process_cannot_requeue_without_an_owner(tmp_path, torch_threads):

@@ -78,12 +78,17 @@ class NoisyModule(pl.LightningModule):
 
 
 def fit(
-    checkpoints: Path, callbacks: list, num_workers: int = 0, ckpt_path: Path | None = None
+    checkpoints: Path,
+    callbacks: list,
+    num_workers: int = 0,
+    ckpt_path: Path | None = None,
+    module_class: type[NoisyModule] | None = None,
+    **trainer_options,
 ) -> tuple[NoisyModule, pl.Trainer]:
     """One process's fit as ``ftexp.train.run`` starts it (seed first, then the objects), writing a checkpoint at
     the end of every epoch; a resumed fit builds everything anew, as a new process does."""
     pl.seed_everything(0, workers=True, verbose=False)
-    module = NoisyModule(num_workers)
+    module = (module_class or NoisyModule)(num_workers)
     every_epoch = ModelCheckpoint(dirpath=checkpoints, filename="{epoch}", save_top_k=-1, save_on_train_epoch_end=True)
     trainer = pl.Trainer(
         default_root_dir=checkpoints,
@@ -96,6 +101,7 @@ def fit(
         enable_progress_bar=False,
         enable_model_summary=False,
         deterministic=True,
+        **trainer_options,
     )
     trainer.fit(module, ckpt_path=ckpt_path)
     return module, trainer
@@ -220,3 +226,49 @@ def stop_inside_epoch_1_and_resume(
     assert torch.load(preemption.path, weights_only=True)["global_step"] == trained(stopped_after)
     resumed, _ = fit(tmp_path / "resumed", [ResumableRandomState()], num_workers, ckpt_path=preemption.path)
     return resumed, uninterrupted
+
+
+class NoisyModuleWithARunLongSchedule(NoisyModule):
+    """Its LR scheduler spans the run's steps, read from ``trainer.estimated_stepping_batches``: Lightning then
+    creates the first training iterator inside ``configure_optimizers``, before ``on_fit_start``."""
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.SGD(self.parameters(), lr=0.1)
+        steps = int(self.trainer.estimated_stepping_batches)
+        scheduler = torch.optim.lr_scheduler.LinearLR(optimizer, 1.0, 0.1, total_iters=steps)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def stopped_and_resumed(tmp_path: Path, signalled: tuple[int, int], **options) -> tuple[NoisyModule, NoisyModule, int]:
+    """The uninterrupted fit, the fit resumed after a preemption signalled in batch ``signalled[1]`` of epoch
+    ``signalled[0]``, and the global step the preempted fit stopped after."""
+    uninterrupted, _ = fit(tmp_path / "uninterrupted", [ResumableRandomState()], **options)
+    preemption = PreemptionCheckpoint(tmp_path / "stopped", signum=signal.SIGUSR2)
+    with pytest.raises(RequeueRequested):
+        fit(
+            tmp_path / "stopped",
+            [ResumableRandomState(), preemption, SignalSelfAt(signal.SIGUSR2, *signalled)],
+            **options,
+        )
+    steps = torch.load(preemption.path, weights_only=True)["global_step"]
+    resumed, _ = fit(tmp_path / "resumed", [ResumableRandomState()], ckpt_path=preemption.path, **options)
+    return resumed, uninterrupted, steps
+
+
+@pytest.mark.skipif(not RESUMES_AFTER_THE_CHECKPOINTED_BATCH, reason="fixed in pytorch-lightning 2.5.0")
+def test_a_fit_stopped_in_its_first_epoch_resumes_exactly_when_its_scheduler_counted_the_run_s_steps(tmp_path):
+    resumed, uninterrupted, steps = stopped_and_resumed(tmp_path, (0, 1), module_class=NoisyModuleWithARunLongSchedule)
+
+    assert steps == 2
+    assert resumed.seen == uninterrupted.seen[2:]
+
+
+@pytest.mark.skipif(not RESUMES_AFTER_THE_CHECKPOINTED_BATCH, reason="fixed in pytorch-lightning 2.5.0")
+def test_with_gradient_accumulation_the_stop_waits_for_the_optimizer_step_and_the_resume_is_exact(tmp_path):
+    resumed, uninterrupted, steps = stopped_and_resumed(tmp_path, (1, 0), accumulate_grad_batches=2)
+
+    trained = len(uninterrupted.seen) - len(resumed.seen)
+    assert trained == BATCHES + 2, "signalled in batch 0 of epoch 1, stopped after batch 1: its gradients stepped"
+    assert steps == 2 + 1, "two optimizer steps per epoch of 3 batches (the last one alone)"
+    assert resumed.seen == uninterrupted.seen[trained:]
+    assert all(torch.equal(resumed.state_dict()[name], value) for name, value in uninterrupted.state_dict().items())

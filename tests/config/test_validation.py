@@ -107,6 +107,12 @@ def test_lr_reinit_implicit_needs_phases(tmp_path):
     assert problems(tmp_path, "lr_reinit=implicit", "schedule=implicit") == []
 
 
+def test_a_schedule_with_its_own_run_long_lr_scheduler_refuses_a_new_scheduler_every_phase(tmp_path):
+    (found,) = problems(tmp_path, "lr_reinit=implicit", "schedule=ulmfit")
+    assert found.startswith("lr_reinit=implicit: schedule=ulmfit brings one LR scheduler for the whole run")
+    assert problems(tmp_path, "lr_reinit=none", "schedule=ulmfit") == []
+
+
 def test_reinit_lr_cfg_is_set_through_the_lr_reinit_group_only(tmp_path):
     (found,) = problems(tmp_path, "schedule=implicit", "+schedule.callbacks.fts.reinit_lr_cfg={a: 1}")
     assert found.startswith("schedule.callbacks.fts.reinit_lr_cfg: choose LR reinitialization with the lr_reinit")

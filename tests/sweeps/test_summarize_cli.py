@@ -35,7 +35,7 @@ def test_a_directory_without_jobs_is_an_error_message_and_exit_status_1(tmp_path
 @pytest.mark.slow
 def test_the_sweep_callback_left_the_summary_and_printed_the_table(real_sweep):
     printed = (real_sweep.parent / "stdout.log").read_text()
-    assert "| schedule=nofts | 2/2 |" in printed
+    assert "| schedule=nofts |  | 2/2 |" in printed
     assert "Directory watcher" not in printed, "reading the event files for the plots prints nothing"
     for name in ("summary.md", "summary.csv", "jobs.csv", "plots/val_curves.png", "plots/lr.png"):
         assert (real_sweep / name).is_file(), name
@@ -47,7 +47,7 @@ def test_a_real_sweep_is_summarized_into_a_table_and_valid_png_plots(real_sweep,
     command = [sys.executable, "-m", "ftexp.summarize", str(real_sweep), "--out", str(out)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "| scenario | completed | best val acc | best val loss | test acc | test loss |" in done.stdout
+    assert "| scenario | recipe | completed | best val acc | best val loss | test acc | test loss |" in done.stdout
     rows = {row["scenario"]: row for row in read_csv(out / "summary.csv")}
     assert list(rows) == ["schedule=nofts", "schedule=explicit"]
     assert [(row["jobs"], row["completed"], row["seeds_completed"]) for row in rows.values()] == [("2", "2", "1 2")] * 2
