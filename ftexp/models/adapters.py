@@ -101,3 +101,20 @@ def _whole(value: Any, key: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"model.peft.{key}: must be a whole number >= 1, got {value!r}")
     return value
+
+
+def adapter_choice(peft: str | Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """``model.peft`` as (method, options): a method's name alone (``lora``: peft's defaults) or a mapping with a
+    ``method`` and its options."""
+    if isinstance(peft, str):
+        return peft, {}
+    options = dict(peft)
+    method = options.pop("method", None)
+    if not isinstance(method, str):
+        raise ValueError(f"model.peft: give the method, e.g. model.peft=lora or {{method: lora, r: 8}} (got {peft!r})")
+    return method, options
+
+
+def is_adapter(wrapped: str) -> bool:
+    """Whether a wrapped model's parameter belongs to an adapter (a LoRA matrix, an IA3 vector)."""
+    return bool(re.search(rf"\.(?:lora_[AB]|lora_embedding_[AB]|ia3_l)\.{_A}(?:\.|$)", wrapped))

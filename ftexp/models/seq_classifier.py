@@ -15,6 +15,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, PreTrai
 
 from ftexp.callbacks.lightning_internals import batches_resumed_after
 from ftexp.hub import HubUnavailableError, require_hub, resolve_pretrained, unavailable_message
+from ftexp.models.adapters import adapter_choice, is_adapter, plain_name, with_adapters
 from ftexp.schedule import split_no_decay
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
@@ -34,6 +35,9 @@ class SequenceClassifier(pl.LightningModule):
         optimizer: a factory taking parameter groups (Hydra ``_partial_: true``); default AdamW(lr=2e-5).
         lr_scheduler: a factory taking the optimizer; ``None`` for a constant lr.
         lr_scheduler_config: Lightning's scheduler keys (``interval``, ``frequency``, ``monitor``, ``name``).
+        peft: adapters from Hugging Face peft (:mod:`ftexp.models.adapters`): ``lora``, ``ia3``, or a mapping with
+            the ``method`` and its options (LoRA: ``r``, ``alpha``, ``dropout``, ``target_modules``); the base
+            weights frozen, the adapters and the head trainable (``schedule=lora`` trains exactly those).
         no_decay: name fragments of parameters trained without weight decay. Read by the FinetuningScheduler as
             well, so that every phase splits its parameters the same way.
 
@@ -69,11 +73,19 @@ class SequenceClassifier(pl.LightningModule):
         lr_scheduler: LRSchedulerFactory | None = None,
         lr_scheduler_config: Mapping[str, Any] | None = None,
         no_decay: Sequence[str] = ("bias", "LayerNorm.weight"),
+        peft: str | Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         # the factories are code, not hyperparameters: keeping them out keeps checkpoints loadable with weights_only
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
         self.model, new_in_backbone = build_backbone(pretrained, backbone, num_labels, vocab_size, pad_token_id)
+        if peft is not None:
+            # the adapters are new too: with the head (and whatever from_pretrained initialized), phase 0's
+            self.model = with_adapters(self.model, *adapter_choice(peft))
+            new_plain = set(new_in_backbone)
+            new_in_backbone = tuple(
+                name for name, _ in self.model.named_parameters() if is_adapter(name) or plain_name(name) in new_plain
+            )
         self.newly_initialized: tuple[str, ...] = tuple(f"model.{name}" for name in new_in_backbone)
         self.optimizer_factory = optimizer or partial(torch.optim.AdamW, lr=2e-5)
         self.lr_scheduler_factory = lr_scheduler

@@ -29,6 +29,9 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+from torch import nn
+
+from ftexp.models.adapters import is_adapter
 from ftexp.schedule.errors import ScheduleError
 from ftexp.schedule.implicit import Mode, generate_schedule
 from ftexp.schedule.model import Phase, Schedule
@@ -115,4 +118,20 @@ def _factor(factor: Any, source: str) -> float:
     return float(factor)
 
 
-RECIPES = {"lp_ft": lp_ft, "discriminative": discriminative, "ulmfit": ulmfit}
+def lora(model: Model) -> Schedule:
+    """Parameter-efficient fine-tuning: one phase of exactly what the adapter wrapper left trainable (the adapters
+    and the task head: ``model.peft=lora`` or ``ia3``), the base model frozen throughout."""
+    source = "<recipe:lora>"
+    if not isinstance(model, nn.Module):
+        raise ScheduleError("needs the model (a module), to see its adapters", source=source)
+    names = [name for name, parameter in model.named_parameters() if parameter.requires_grad]
+    if not any(is_adapter(name) for name in names):
+        raise ScheduleError(
+            "the model has no adapters: set model.peft=lora (or ia3, or a mapping with the method and its options)",
+            source=source,
+            key="model.peft",
+        )
+    return Schedule((Phase(0, tuple(names)),), source=source)
+
+
+RECIPES = {"lp_ft": lp_ft, "discriminative": discriminative, "ulmfit": ulmfit, "lora": lora}

@@ -81,9 +81,12 @@ def test_a_sweep_runs_the_experiment_given_on_the_command_line(sweep):
     assert Path(cfg.hydra.sweep.dir).parent == Path("multirun", sweep)
 
 
-def test_all_schedules_covers_every_schedule_option():
+NEEDS_ADAPTERS = {"lora"}  # runs with model.peft only: a sweep of adapter scenarios sets it
+
+
+def test_all_schedules_covers_every_schedule_option_that_runs_on_a_plain_model():
     cfg = compose_sweep("all_schedules")
-    options = sorted(path.stem for path in (CONFIG_DIR / "schedule").glob("*.yaml"))
+    options = sorted(path.stem for path in (CONFIG_DIR / "schedule").glob("*.yaml") if path.stem not in NEEDS_ADAPTERS)
     assert sorted(str(cfg.hydra.sweeper.params.schedule).split(",")) == options
     assert len(jobs_of(cfg)) == 3 * len(options)
 

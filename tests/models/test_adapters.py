@@ -5,9 +5,24 @@ back to the plain model's (schedules written for the plain model resolve through
 from __future__ import annotations
 
 import pytest
+import pytorch_lightning as pl
+import torch
 from transformers import AutoModelForSequenceClassification, BertConfig
 
-from ftexp.models.adapters import plain_name, with_adapters
+from ftexp.config import ConfigError
+from ftexp.models.adapters import is_adapter, plain_name, with_adapters
+from ftexp.train import build, run
+from tests.helpers import compose_config
+
+QUICK = [
+    "trainer.max_epochs=2",
+    "trainer.limit_train_batches=4",
+    "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=2",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+    "logger=csv",
+]
 
 
 def tiny_bert():
@@ -77,3 +92,30 @@ def test_ia3_trains_its_scaling_vectors_and_the_head():
 def test_bad_adapter_settings_are_refused_naming_the_key(method, options, message):
     with pytest.raises(ValueError, match=message):
         with_adapters(tiny_bert(), method, options)
+
+
+def test_the_lora_scenario_trains_exactly_the_adapters_and_the_head_and_leaves_the_base_weights_as_they_were(
+    tmp_path,
+):
+    threads = torch.get_num_threads()
+    try:
+        cfg = compose_config(tmp_path, *QUICK, "model.peft={method: lora, r: 4}", "schedule=lora")
+        pl.seed_everything(cfg.seed, workers=True, verbose=False)  # as run() does: the same initial weights
+        before = {name: p.detach().clone() for name, p in build(cfg).model.named_parameters()}
+        result = run(cfg)
+    finally:
+        torch.set_num_threads(threads)
+
+    assert result["status"] == "completed"
+    after = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    trained = {name for name in before if not torch.equal(after[name], before[name])}
+    adapters = {name for name in before if is_adapter(name)}
+    head = {name for name in before if ".modules_to_save." in name}
+    assert len(adapters) == 8 and len(head) == 2  # query and value of 2 layers, A and B; the head's weight and bias
+    assert trained <= adapters | head, "nothing else moved"
+    assert head <= trained and any(".lora_B." in name for name in trained), "the head and the adapters learned"
+
+
+def test_schedule_lora_without_adapters_on_the_model_is_refused_before_training(tmp_path):
+    with pytest.raises(ConfigError, match=r"the model has no adapters: set model.peft=lora"):
+        build(compose_config(tmp_path, "schedule=lora"))
