@@ -7,11 +7,15 @@ FTS package has exactly this bug). ftexp re-wraps the model whenever the trainab
 
 from __future__ import annotations
 
+import atexit
 import gc
 
 import pytorch_lightning as pl
+import torch.distributed
 from pytorch_lightning.strategies import DDPStrategy
 from torch.nn.parallel import DistributedDataParallel
+
+_destroy_registered = False
 
 
 def trainable_names(module: pl.LightningModule) -> frozenset[str]:
@@ -34,3 +38,23 @@ def rewrap_ddp(trainer: pl.Trainer) -> bool:
     gc.collect()  # drop the old reducer (and its autograd hooks) before the new one registers its own
     strategy.configure_ddp()
     return True
+
+
+def destroy_process_group_at_exit() -> None:
+    """Destroy this process's default process group when the interpreter exits, as Lightning does for NCCL only.
+
+    Why: a rank process that exits with its gloo group alive leaves the group's C++ threads to the interpreter's
+    final teardown, where a ddp_spawn rank process was seen to abort ("terminate called without an active
+    exception", SIGABRT, after a completed fit), which the launcher reports as the run's failure. Destroying the
+    group is local to the process (no collective), so each rank may do it whenever it exits. Registered once per
+    process, from the first fit or test stage that finds a group initialized."""
+    global _destroy_registered
+    if _destroy_registered or not torch.distributed.is_available() or not torch.distributed.is_initialized():
+        return
+    _destroy_registered = True
+    atexit.register(_destroy_if_initialized)
+
+
+def _destroy_if_initialized() -> None:
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
