@@ -46,6 +46,7 @@ from ftexp.schedule import (
 from ftexp.schedule.implicit import declared_newly_initialized
 from ftexp.schedule.names import largest_modules
 from ftexp.schedule.run_rules import epoch_transition_problems, late_transition_warnings
+from ftexp.schedule.wrapped_names import WrappedNames, is_adapter
 
 log = logging.getLogger(__name__)
 
@@ -246,6 +247,7 @@ def plan_phases(cfg: DictConfig, model: pl.LightningModule) -> Plan:
     if run_schedule.never_thawed:
         shown = ", ".join(_compact(run_schedule.never_thawed, all_names))
         notes.append(f"never thawed ({len(run_schedule.never_thawed)} tensors): {shown}")
+    notes.extend(_adapter_notes(model, run_schedule, all_names))
     notes.extend(_newly_initialized_notes(model, run_schedule, all_names))
     final = schedule.final_depth(fts.get("max_depth", -1))
     epoch_only = bool(fts.get("epoch_transitions_only", False))
@@ -339,7 +341,7 @@ def _newly_initialized_notes(model: pl.LightningModule, run_schedule: RunSchedul
     if unknown:
         then = "; the run trains those from_pretrained reports from phase 0" if run_schedule.kind == "implicit" else ""
         return [f"the parameters from_pretrained will initialize at random are not known to the plan: {unknown}{then}"]
-    new = list(declared_newly_initialized(model))
+    new = [name for name in declared_newly_initialized(model) if not is_adapter(name)]  # adapters: their own note
     if not new:
         return []
     shown = ", ".join(_compact(new, all_names))
@@ -360,6 +362,34 @@ def _newly_initialized_notes(model: pl.LightningModule, run_schedule: RunSchedul
         f"newly initialized by from_pretrained, yet not trained from phase 0 (the {run_schedule.kind} schedule is "
         f"followed as written): {where}"
     ]
+
+
+def _adapter_notes(model: pl.LightningModule, run_schedule: RunSchedule, all_names: list[str]) -> list[str]:
+    """Under a peft wrapper: what the wrapper did to the names, where the adapters train, and which of the
+    schedule's entries (written for the plain model) selected parameters through their plain names."""
+    wrapped = WrappedNames.of(all_names)
+    if wrapped is None:
+        return []
+    phase_of = {name: phase.index for phase in run_schedule.schedule.phases for name in phase.params}
+    numel = {name: p.numel() for name, p in model.named_parameters()}
+    adapter_phases = sorted({phase_of.get(name, -1) for name in wrapped.adapters})
+    where = ", ".join("never thawed" if phase < 0 else f"phase {phase}" for phase in adapter_phases)
+    notes = [
+        f"adapters (peft): {len(wrapped.adapters)} tensors, {sum(numel[n] for n in wrapped.adapters):,} weights, "
+        f"trained from {where}; parameter names are the wrapper's: the plain name under base_model.model., a wrapped "
+        "layer's own weights under base_layer, the trained head under modules_to_save.default; peft's frozen copy "
+        f"of the head (original_module, {len(wrapped.frozen_copies)} tensors) is in no phase"
+    ]
+    if run_schedule.through_wrapper:
+        shown = "; ".join(
+            f"phase {phase}: {entry} -> {count} tensor{'s' if count > 1 else ''}"
+            for phase, entry, count in run_schedule.through_wrapper
+        )
+        notes.append(
+            f"{len(run_schedule.through_wrapper)} entries of the {run_schedule.kind} schedule resolved through the "
+            f"plain model's names: {shown}"
+        )
+    return notes
 
 
 def _lr_reinit_effect(choice: str, kind: str | None, new_scheduler_phases: Sequence[int], final: int = 0) -> str:

@@ -32,6 +32,7 @@ from ftexp.schedule import (
     resolve_schedule,
 )
 from ftexp.schedule.optim_specs import check_lr_scheduler_spec
+from ftexp.schedule.parse import entries_through_wrapper
 from ftexp.schedule.run_rules import check_implicit_reinit_lr
 
 
@@ -46,6 +47,8 @@ class RunSchedule:
     never_thawed: list[str] = field(default_factory=list)
     # phases whose own new_lr_scheduler lr_reinit=none drops or lr_reinit=implicit replaces
     replaced_lr_schedulers: list[int] = field(default_factory=list)
+    # (phase, entry, tensors) of the entries that selected parameters through a peft wrapper's plain names
+    through_wrapper: list[tuple[int, str, int]] = field(default_factory=list)
 
     @property
     def argument(self) -> Schedule | None:
@@ -89,6 +92,7 @@ def resolve_run_schedule(cfg: DictConfig, model: nn.Module) -> RunSchedule | Non
         else:
             kind = "explicit"
             user = load_schedule(ft_schedule)
+        through_wrapper = entries_through_wrapper(user, names)
         schedule, never_thawed = resolve_schedule(user, names)
         schedule = resolve_layerwise(schedule, model)  # lr_decay phases split by block: needs the module
     except ScheduleError as err:
@@ -97,7 +101,7 @@ def resolve_run_schedule(cfg: DictConfig, model: nn.Module) -> RunSchedule | Non
     replaced, reinit_at = _lr_reinit_phases(cfg, schedule)
     if replaced or reinit_at is not None:
         schedule = schedule.with_phases(tuple(map(reinit_at or _no_new_scheduler, schedule.phases)))
-    return RunSchedule(schedule, kind, schedule.source, never_thawed, replaced)
+    return RunSchedule(schedule, kind, schedule.source, never_thawed, replaced, through_wrapper)
 
 
 def _no_new_scheduler(phase: Phase) -> Phase:

@@ -38,7 +38,7 @@ OFFLINE_OPTIONS = [
     or group not in ("model", "data", "experiment")
 ]
 # options that only work together with another choice
-COMPANIONS = {("lr_reinit", "implicit"): ["schedule=implicit"], ("schedule", "lora"): ["model.peft=lora"]}
+COMPANIONS = {("lr_reinit", "implicit"): ["schedule=implicit"]}
 GPUS_NEEDED = {"gpu": 1, "gpus": 2, "local_gpus": 1, "slurm": 1}
 
 # a few short epochs: 4 training and 2 validation batches of a 256-example task
@@ -73,6 +73,7 @@ def test_the_config_tree_has_every_group_of_this_slice():
         "ulmfit",
         "llrd",
         "lora",
+        "lora_then_thaw",
     }
     assert {option for group, option in OPTIONS if group == "lr_reinit"} == {"none", "explicit", "implicit"}
     assert {option for group, option in OPTIONS if group == "strategy"} == {"auto", "ddp", "ddp_spawn"}

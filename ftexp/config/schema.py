@@ -30,6 +30,8 @@ class ScheduleSchema:
     # a recipe's own LR scheduler (schedule=ulmfit: slanted triangular lrs), in place of the model's
     lr_scheduler: Instantiable | None = None
     lr_scheduler_config: dict[str, Any] | None = None
+    # the adapters a scenario trains (schedule=lora: lora): what model.peft takes unless the command line sets it
+    adapters: Any = None
 
 
 @dataclass

@@ -1,36 +1,25 @@
-"""Parameter-efficient fine-tuning: a transformers model wrapped with Hugging Face ``peft`` adapters (LoRA, IA3), and
-the rule that maps the wrapped model's parameter names back to the plain model's (names relative to the wrapped
-transformers model: a LightningModule's own prefix, such as ``model.``, is its caller's to strip), by which schedules
-written for the plain model are to resolve. Not yet wired into SequenceClassifier or the schedules (issue 15).
+"""Parameter-efficient fine-tuning: a transformers model wrapped with Hugging Face ``peft`` adapters (LoRA, IA3).
 
 Built with peft's own pieces: ``LoraConfig`` / ``IA3Config`` with ``task_type=SEQ_CLS`` (which keeps the
 classification head fully trainable through ``modules_to_save``) and ``get_peft_model``; with ``target_modules``
 null, peft's default targets for the model family (BERT: query and value; DeBERTa-v2: query_proj and value_proj).
-
-What wrapping does to the names (peft 0.21), and how :func:`plain_name` undoes it:
-
-==================================================================  =============================================
-wrapped (``named_parameters()`` of the PeftModel)                   plain
-==================================================================  =============================================
-``base_model.model.bert.encoder.layer.0.output.dense.weight``       ``bert.encoder.layer.0.output.dense.weight``
-``base_model.model.bert....query.base_layer.weight`` (LoRA)         ``bert....query.weight``
-``base_model.model.bert....query.lora_A.default.weight``            ``bert....query.lora_A.weight`` (an adapter)
-``base_model.model.classifier.modules_to_save.default.weight``      ``classifier.weight`` (the trained head)
-``base_model.model.classifier.original_module.weight``              none: the frozen copy peft keeps, never trained
-==================================================================  =============================================
+What wrapping does to parameter names, and how schedules written for the plain model resolve through it:
+:mod:`ftexp.schedule.wrapped_names` (re-exported here: :func:`plain_name`, :func:`is_adapter`). The merged plain
+model for inference: :mod:`ftexp.export`.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
 from torch import nn
 
+from ftexp.schedule.wrapped_names import is_adapter, plain_name
+
+__all__ = ["adapter_choice", "adapter_config", "is_adapter", "plain_name", "with_adapters"]
+
 ADAPTER_METHODS = ("lora", "ia3")
-_PEFT_PREFIX = "base_model.model."
-_ADAPTER_NAME = "default"
 
 
 def adapter_config(method: str, options: Mapping[str, Any]) -> Any:
@@ -81,22 +70,6 @@ def with_adapters(model: nn.Module, method: str, options: Mapping[str, Any]) -> 
         ) from err
 
 
-_A = re.escape(_ADAPTER_NAME)
-# peft's insertions into a name: the trained copy of a saved module, a wrapped layer's own weights, an adapter's
-_WRAPPED = re.compile(
-    rf"\.(?:modules_to_save\.{_A}|base_layer)(?=\.)|\.(lora_[AB]|lora_embedding_[AB]|ia3_l)\.{_A}(?=\.|$)"
-)
-
-
-def plain_name(wrapped: str) -> str | None:
-    """The plain model's name for a wrapped model's parameter (see the module docstring), ``None`` for the frozen
-    copy of the head that peft keeps (``original_module``): no schedule may thaw it."""
-    if ".original_module." in f".{wrapped}.":
-        return None
-    name = wrapped[len(_PEFT_PREFIX) :] if wrapped.startswith(_PEFT_PREFIX) else wrapped
-    return _WRAPPED.sub(lambda match: f".{match.group(1)}" if match.group(1) else "", name)
-
-
 def _whole(value: Any, key: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"model.peft.{key}: must be a whole number >= 1, got {value!r}")
@@ -113,8 +86,3 @@ def adapter_choice(peft: str | Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     if not isinstance(method, str):
         raise ValueError(f"model.peft: give the method, e.g. model.peft=lora or {{method: lora, r: 8}} (got {peft!r})")
     return method, options
-
-
-def is_adapter(wrapped: str) -> bool:
-    """Whether a wrapped model's parameter belongs to an adapter (a LoRA matrix, an IA3 vector)."""
-    return bool(re.search(rf"\.(?:lora_[AB]|lora_embedding_[AB]|ia3_l)\.{_A}(?:\.|$)", wrapped))

@@ -21,6 +21,7 @@ from torch import nn
 from ftexp.schedule.errors import ScheduleError
 from ftexp.schedule.model import Phase, Schedule
 from ftexp.schedule.names import count_by_module, module_prefixes
+from ftexp.schedule.wrapped_names import is_frozen_copy
 
 Mode = Literal["naive", "blocks"]
 NEWLY_INITIALIZED_ATTRIBUTE = "newly_initialized"
@@ -53,7 +54,8 @@ def generate_schedule(
         schedule = generate_schedule(model)  # deberta-v3-base: 15 phases
     """
     source = f"<implicit:{mode}>"
-    names = [name for name, _ in module.named_parameters()]  # tied parameters are listed once, first name wins
+    # tied parameters are listed once, first name wins; peft's frozen copy of a module is never scheduled
+    names = [name for name, _ in module.named_parameters() if not is_frozen_copy(name)]
     if not names:
         raise ScheduleError("the model has no parameters to schedule", source=source)
     if max_phases is not None and max_phases < 1:

@@ -11,12 +11,14 @@ import functools
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from ftexp.schedule.errors import ScheduleError
 from ftexp.schedule.model import ClassSpec, LRSchedulerSpec, OptimizerSpec, Phase, PhaseGroup, Schedule
 from ftexp.schedule.suggest import no_match_hint
+from ftexp.schedule.wrapped_names import WrappedNames
 from ftexp.schedule.yaml_io import load_schedule_yaml
 
 PHASE_KEYS = ("params", "max_transition_epoch", "lr", "lr_decay", "groups", "new_lr_scheduler", "new_optimizer")
@@ -302,10 +304,14 @@ def resolve_schedule(schedule: Schedule, param_names: Sequence[str]) -> tuple[Sc
     """Expand names and patterns to exact parameter names.
 
     An entry equal to a parameter name selects exactly that parameter; anything else is a regular expression that
-    must match at the start of a name (``re.match``, as FTS does). Returns the resolved schedule and the names no
-    phase thaws.
+    must match at the start of a name (``re.match``, as FTS does). Under a peft adapter wrapper, an entry written
+    for the plain model selects the wrapped parameters its plain names stand for, and the adapters no phase names
+    join phase 0 (:mod:`ftexp.schedule.wrapped_names`). Returns the resolved schedule and the names no phase thaws
+    (peft's frozen copies, which no phase may thaw, left out).
     """
     known = set(param_names)
+    wrapped = WrappedNames.of(param_names)
+    frozen_copies = wrapped.frozen_copies if wrapped is not None else frozenset()
     if schedule.resolved:  # already exact names (a run resolves once and hands the schedule on): only check them
         scheduled = schedule.params_through(schedule.max_depth)
         unknown = [name for name in scheduled if name not in known]
@@ -316,13 +322,13 @@ def resolve_schedule(schedule: Schedule, param_names: Sequence[str]) -> tuple[Sc
                 key="params",
                 value=unknown[:3],
             )
-        return schedule, [name for name in param_names if name not in set(scheduled)]
+        return schedule, [name for name in param_names if name not in set(scheduled) and name not in frozen_copies]
     owner: dict[str, int] = {}
     phases = []
     for phase in schedule.phases:
         resolved: list[str] = []
         for entry in phase.params:
-            for name in _expand_entry(entry, param_names, known, schedule.source, phase.index):
+            for name in _expand_entry(entry, param_names, known, wrapped, schedule.source, phase.index):
                 if name in owner and owner[name] != phase.index:
                     raise ScheduleError(
                         f"parameter '{name}' is already scheduled in phase {owner[name]}; each parameter may be "
@@ -336,13 +342,30 @@ def resolve_schedule(schedule: Schedule, param_names: Sequence[str]) -> tuple[Sc
                     owner[name] = phase.index
                     resolved.append(name)
         phases.append(Phase(**{**phase.__dict__, "params": tuple(resolved)}))
-    never_thawed = [name for name in param_names if name not in owner]
+    if wrapped is not None and phases:
+        unscheduled = tuple(name for name in wrapped.adapters if name not in owner)
+        owner.update(dict.fromkeys(unscheduled, 0))
+        phases[0] = replace(phases[0], params=(*phases[0].params, *unscheduled))
+    never_thawed = [name for name in param_names if name not in owner and name not in frozen_copies]
     return Schedule(tuple(phases), source=schedule.source, resolved=True), never_thawed
 
 
-def _expand_entry(entry: str, param_names: Sequence[str], known: set[str], source: str, phase: int) -> list[str]:
+def _expand_entry(
+    entry: str, param_names: Sequence[str], known: set[str], wrapped: WrappedNames | None, source: str, phase: int
+) -> list[str]:
+    if wrapped is not None and entry in wrapped.frozen_copies:
+        raise ScheduleError(
+            "is peft's frozen copy of a module whose trained copy is modules_to_save.default: no phase may thaw it "
+            "(it takes no part in the forward pass)",
+            source=source,
+            phase=phase,
+            key="params",
+            value=entry,
+        )
     if entry in known:
         return [entry]
+    if wrapped is not None and entry in wrapped.plain_to_wrapped:
+        return [wrapped.plain_to_wrapped[entry]]
     try:
         pattern = re.compile(entry)
     except re.error as err:
@@ -353,13 +376,64 @@ def _expand_entry(entry: str, param_names: Sequence[str], known: set[str], sourc
             key="params",
             value=entry,
         ) from err
-    matched = [name for name in param_names if pattern.match(name)]
+    direct, through = _pattern_matches(pattern, param_names, wrapped)
+    matched = [name for name in param_names if name in direct or name in through]  # the model's order
     if not matched:
         raise ScheduleError(
-            f"matches no parameter of the model{no_match_hint(entry, param_names)}",
+            f"matches no parameter of the model{_no_match_hint(entry, param_names, wrapped)}",
             source=source,
             phase=phase,
             key="params",
             value=entry,
         )
     return matched
+
+
+def _pattern_matches(
+    pattern: re.Pattern[str], param_names: Sequence[str], wrapped: WrappedNames | None
+) -> tuple[set[str], set[str]]:
+    """The parameters a pattern selects by their own names, and those it selects through their plain names."""
+    if wrapped is None:
+        return {name for name in param_names if pattern.match(name)}, set()
+    direct = {name for name in param_names if not wrapped.unselectable(name) and pattern.match(name)}
+    return direct, {w for plain, w in wrapped.plain_to_wrapped.items() if pattern.match(plain)}
+
+
+def entries_through_wrapper(schedule: Schedule, param_names: Sequence[str]) -> list[tuple[int, str, int]]:
+    """The entries of an unresolved schedule that select parameters only through their plain names under a peft
+    wrapper, as (phase, entry, tensors selected): what the dry run reports as mapped. Empty without a wrapper."""
+    wrapped = WrappedNames.of(param_names)
+    if wrapped is None or schedule.resolved:
+        return []
+    known = set(param_names)
+    mapped = []
+    for phase in schedule.phases:
+        for entry in phase.params:
+            if entry in known:
+                continue
+            if entry in wrapped.plain_to_wrapped:
+                mapped.append((phase.index, entry, 1))
+                continue
+            try:
+                direct, through = _pattern_matches(re.compile(entry), param_names, wrapped)
+            except re.error:
+                continue  # resolve_schedule reports it
+            if through and not direct:
+                mapped.append((phase.index, entry, len(through)))
+    return mapped
+
+
+def _no_match_hint(entry: str, param_names: Sequence[str], wrapped: WrappedNames | None) -> str:
+    """Closest names, among the plain names too under an adapter wrapper (a schedule for the plain model is what a
+    user writes); what a pattern matches only among adapters or frozen copies is said as such."""
+    if wrapped is None:
+        return no_match_hint(entry, param_names)
+    pattern = re.compile(entry)
+    hidden = [name for name in param_names if wrapped.unselectable(name) and pattern.match(name)]
+    if hidden:
+        shown = ", ".join(hidden[:3]) + (f" ... ({len(hidden)} in all)" if len(hidden) > 3 else "")
+        return (
+            " but peft's adapters or frozen copies, which no pattern selects (adapters train from phase 0; name one "
+            f"exactly to schedule it elsewhere): {shown}"
+        )
+    return no_match_hint(entry, [*param_names, *wrapped.plain_to_wrapped])

@@ -13,6 +13,9 @@ ulmfit               one block per epoch from the output side down (gradual unfr
                      above's / 2.6, under a slanted triangular lr (:class:`ftexp.SlantedTriangularLR`, set by
                      ``schedule=ulmfit``). Howard & Ruder, ACL 2018, "Universal Language Model Fine-tuning for
                      Text Classification", sections 3.2-3.3
+lora                 0 only: the adapters and the head (``model.peft``), the base model frozen throughout
+lora_then_thaw       0: the adapters and the head; then the base model's top units, one per phase, as the
+                     ``blocks`` schedule of the wrapped model orders them (a hybrid of PEFT and gradual thawing)
 ==================== =============================================================================================
 
 Layer-wise lr decay inside one phase (everything trains from the start) is :func:`ftexp.schedule.presets.llrd`.
@@ -31,11 +34,11 @@ from typing import Any
 
 from torch import nn
 
-from ftexp.models.adapters import is_adapter
 from ftexp.schedule.errors import ScheduleError
 from ftexp.schedule.implicit import Mode, generate_schedule
 from ftexp.schedule.model import Phase, Schedule
 from ftexp.schedule.presets import Model, _backbone_of, _lr, _names_and_head
+from ftexp.schedule.wrapped_names import is_adapter
 
 ULMFIT_FACTOR = 1 / 2.6  # Howard & Ruder 2018, section 3.2: "eta^{l-1} = eta^l / 2.6"
 
@@ -121,17 +124,51 @@ def _factor(factor: Any, source: str) -> float:
 def lora(model: Model) -> Schedule:
     """Parameter-efficient fine-tuning: one phase of exactly what the adapter wrapper left trainable (the adapters
     and the task head: ``model.peft=lora`` or ``ia3``), the base model frozen throughout."""
-    source = "<recipe:lora>"
+    return Schedule((Phase(0, _adapters_and_head(model, "<recipe:lora>")),), source="<recipe:lora>")
+
+
+def lora_then_thaw(model: Model, thaw_phases: int | None = 2, lr: float | None = None) -> Schedule:
+    """Adapters first, then the base model's top blocks: phase 0 is :func:`lora`'s (the adapters and the head),
+    each later phase thaws the next unit of the implicit ``blocks`` schedule of the wrapped model (what sits between
+    head and blocks, then the blocks from the output side down), ``thaw_phases`` of them (``None``: down to the
+    embeddings), at ``lr`` (``None``: ``base_max_lr``, the optimizer's lr; thawed pretrained weights usually want
+    less than the adapters get). Every phase ends by its early stopping, like any schedule's. The adapters inside a
+    thawed block keep training; peft's frozen copy of the head is in no phase."""
+    source = "<recipe:lora_then_thaw>"
+    if thaw_phases is not None and (
+        isinstance(thaw_phases, bool) or not isinstance(thaw_phases, int) or thaw_phases < 1
+    ):
+        raise ScheduleError("must be an integer >= 1, or null for every block", source=source, key="thaw_phases")
+    first = _adapters_and_head(model, source)
+    taken = set(first)
+    later = []
+    for phase in generate_schedule(model, mode="blocks").phases[1:]:
+        params = tuple(name for name in phase.params if name not in taken)
+        if params:
+            later.append(Phase(len(later) + 1, params, lr=_lr(lr, source)))
+    if not later:
+        raise ScheduleError("the wrapped model has no base-model block to thaw after the adapters", source=source)
+    return Schedule((Phase(0, first), *later[:thaw_phases]), source=source)
+
+
+def _adapters_and_head(model: Model, source: str) -> tuple[str, ...]:
+    """What the adapter wrapper left trainable, refused when the model has no adapters."""
     if not isinstance(model, nn.Module):
         raise ScheduleError("needs the model (a module), to see its adapters", source=source)
-    names = [name for name, parameter in model.named_parameters() if parameter.requires_grad]
+    names = tuple(name for name, parameter in model.named_parameters() if parameter.requires_grad)
     if not any(is_adapter(name) for name in names):
         raise ScheduleError(
             "the model has no adapters: set model.peft=lora (or ia3, or a mapping with the method and its options)",
             source=source,
             key="model.peft",
         )
-    return Schedule((Phase(0, tuple(names)),), source=source)
+    return names
 
 
-RECIPES = {"lp_ft": lp_ft, "discriminative": discriminative, "ulmfit": ulmfit, "lora": lora}
+RECIPES = {
+    "lp_ft": lp_ft,
+    "discriminative": discriminative,
+    "ulmfit": ulmfit,
+    "lora": lora,
+    "lora_then_thaw": lora_then_thaw,
+}

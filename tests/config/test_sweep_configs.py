@@ -81,12 +81,11 @@ def test_a_sweep_runs_the_experiment_given_on_the_command_line(sweep):
     assert Path(cfg.hydra.sweep.dir).parent == Path("multirun", sweep)
 
 
-NEEDS_ADAPTERS = {"lora"}  # runs with model.peft only: a sweep of adapter scenarios sets it
 
 
-def test_all_schedules_covers_every_schedule_option_that_runs_on_a_plain_model():
+def test_all_schedules_covers_every_schedule_option():
     cfg = compose_sweep("all_schedules")
-    options = sorted(path.stem for path in (CONFIG_DIR / "schedule").glob("*.yaml") if path.stem not in NEEDS_ADAPTERS)
+    options = sorted(path.stem for path in (CONFIG_DIR / "schedule").glob("*.yaml"))
     assert sorted(str(cfg.hydra.sweeper.params.schedule).split(",")) == options
     assert len(jobs_of(cfg)) == 3 * len(options)
 
@@ -95,6 +94,17 @@ def test_compare_schedules_covers_the_baseline_and_both_kinds_of_schedule():
     cfg = compose_sweep("compare_schedules")
     assert str(cfg.hydra.sweeper.params.schedule).split(",") == ["nofts", "implicit", "explicit"]
     assert len(jobs_of(cfg)) == 9
+
+
+def test_the_adapters_sweep_puts_lora_adapters_on_exactly_its_adapter_scenarios():
+    cfg = compose_sweep("adapters")
+    peft = {job[0]: compose_sweep("adapters", *job).model.peft for job in jobs_of(cfg, seeds=False)}
+    assert peft == {
+        "schedule=nofts": None,
+        "schedule=explicit": None,
+        "schedule=lora": "lora",
+        "schedule=lora_then_thaw": "lora",
+    }
 
 
 def test_job_dirs_are_named_by_the_overrides_that_set_the_jobs_apart():

@@ -116,6 +116,9 @@ def test_the_lora_scenario_trains_exactly_the_adapters_and_the_head_and_leaves_t
     assert head <= trained and any(".lora_B." in name for name in trained), "the head and the adapters learned"
 
 
-def test_schedule_lora_without_adapters_on_the_model_is_refused_before_training(tmp_path):
+def test_schedule_lora_brings_lora_adapters_unless_the_command_line_sets_model_peft(tmp_path):
+    assert compose_config(tmp_path, "schedule=lora").model.peft == "lora"
+    assert compose_config(tmp_path, "schedule=lora_then_thaw", "model.peft=ia3").model.peft == "ia3"
+    assert compose_config(tmp_path, "schedule=explicit").model.peft is None
     with pytest.raises(ConfigError, match=r"the model has no adapters: set model.peft=lora"):
-        build(compose_config(tmp_path, "schedule=lora"))
+        build(compose_config(tmp_path, "schedule=lora", "model.peft=null"))
