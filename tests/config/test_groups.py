@@ -136,9 +136,7 @@ def test_the_debug_options_shrink_the_run(tmp_path):
 @pytest.mark.filterwarnings("ignore:ftexp. (phase|39 parameters):UserWarning")  # one epoch; freeze freezes
 @pytest.mark.parametrize("schedule", SCHEDULES)
 def test_every_schedule_option_runs_one_batch_under_fast_dev_run(tmp_path, schedule):
-    result = run(
-        compose_config(tmp_path, f"schedule={schedule}", "debug=fast_dev_run", "data.synthetic.n_train=64")
-    )
+    result = run(compose_config(tmp_path, f"schedule={schedule}", "debug=fast_dev_run", "data.synthetic.n_train=64"))
 
     assert (result["scenario"], result["status"]) == (schedule, "completed")
     assert json.loads((tmp_path / "result.json").read_text())["status"] == "completed"

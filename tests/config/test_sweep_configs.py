@@ -81,8 +81,6 @@ def test_a_sweep_runs_the_experiment_given_on_the_command_line(sweep):
     assert Path(cfg.hydra.sweep.dir).parent == Path("multirun", sweep)
 
 
-
-
 def test_all_schedules_covers_every_schedule_option():
     cfg = compose_sweep("all_schedules")
     options = sorted(path.stem for path in (CONFIG_DIR / "schedule").glob("*.yaml"))
