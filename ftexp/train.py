@@ -163,8 +163,10 @@ def evaluate_best(objects: RunObjects) -> TestResult:
     whose checkpoint monitor is not synchronized must not make a rank look for a file that was never written."""
     best = objects.checkpoint.best_model_path if objects.checkpoint is not None else ""
     best = objects.trainer.strategy.broadcast(best, src=0)
-    metrics = objects.trainer.test(objects.model, datamodule=objects.datamodule, ckpt_path=best or None)
-    return TestResult(metrics=scalars(metrics[0] if metrics else {}), checkpoint=best or None)
+    per_loader = objects.trainer.test(objects.model, datamodule=objects.datamodule, ckpt_path=best or None)
+    # one dict per test dataloader, each with metric names of its own (data=transfer: test_*, then test_ood_*)
+    metrics = {name: value for loader in per_loader for name, value in loader.items()}
+    return TestResult(metrics=scalars(metrics), checkpoint=best or None)
 
 
 @rank_zero_only

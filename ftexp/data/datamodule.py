@@ -2,7 +2,9 @@
 local copy, and single-sentence classification (the offline transfer task).
 
 Every source ends up as the same thing: per split, one or two text columns and an integer label (see
-:mod:`ftexp.data.tasks`), tokenized as a single sentence or a pair and padded per batch to the longest example.
+:mod:`ftexp.data.tasks`), tokenized as a single sentence or a pair and padded per batch to the longest example. A
+task with an out-of-distribution test split (the transfer task's ``test_ood``) is tested on two loaders: the test
+split first, then the OOD one.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from ftexp.data.generated import SPLITS, word_level_tokenizer
+from ftexp.data.generated import OOD_TEST_SPLIT, word_level_tokenizer
 from ftexp.data.tasks import GENERATED_TASKS, TASKS, load_task_columns
 from ftexp.hub import HubUnavailableError, require_hub, resolve_pretrained, unavailable_message
 
@@ -156,10 +158,10 @@ class PairClassificationDataModule(pl.LightningDataModule):
                 self.task_name, dataset_path=self.dataset_path, dataset_name=self.dataset_name, data_dir=self.data_dir
             )
         columns = self.task.columns
-        examples = {split: self.synthetic.split(split) for split in SPLITS}
+        examples = {split: self.synthetic.split(split) for split in self.synthetic.splits}
         return {
-            split: {column: [getattr(example, column) for example in examples[split]] for column in columns}
-            for split in SPLITS
+            split: {column: [getattr(example, column) for example in split_examples] for column in columns}
+            for split, split_examples in examples.items()
         }
 
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
@@ -183,5 +185,10 @@ class PairClassificationDataModule(pl.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         return self._loader("validation", self.eval_batch_size, shuffle=False)
 
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", self.eval_batch_size, shuffle=False)
+    def test_dataloader(self) -> DataLoader | list[DataLoader]:
+        """The test split; for a task with an out-of-distribution test split, ``[test, test_ood]`` in that order:
+        :class:`~ftexp.models.SequenceClassifier` logs dataloader 0 as ``test_*`` and dataloader 1 as
+        ``test_ood_*``. Other tasks keep the single loader, so their metrics and results are as they were."""
+        if OOD_TEST_SPLIT not in self.datasets:
+            return self._loader("test", self.eval_batch_size, shuffle=False)
+        return [self._loader(split, self.eval_batch_size, shuffle=False) for split in ("test", OOD_TEST_SPLIT)]

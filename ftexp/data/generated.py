@@ -14,6 +14,9 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processor
 from transformers import PreTrainedTokenizerFast
 
 SPLITS = ("train", "validation", "test")
+# the name of a generated task's out-of-distribution test split, where it has one (the transfer task's): evaluated
+# after the test split, as a second test loader (PairClassificationDataModule.test_dataloader)
+OOD_TEST_SPLIT = "test_ood"
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]")
 
 
@@ -21,25 +24,28 @@ SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]")
 class GeneratedSplits(ABC):
     """Split sizes and the data seed of a generated task. Subclasses give their own defaults, ``task`` (the name
     their errors start with), ``seed_prefix`` (which keeps two tasks with the same seed from sharing a random
-    stream), how one example is made (:meth:`example`) and every word it can contain (:meth:`vocabulary`)."""
+    stream), how one example is made (:meth:`example`) and every word it can contain (:meth:`vocabulary`). A task
+    with more splits than :data:`SPLITS` (e.g. :data:`OOD_TEST_SPLIT`) lists them in ``splits`` and has an
+    ``n_<split>`` field for each."""
 
     task: ClassVar[str] = "generated task"
     seed_prefix: ClassVar[str]
+    splits: ClassVar[tuple[str, ...]] = SPLITS
     n_train: int
     n_validation: int
     n_test: int
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for split in SPLITS:
+        for split in self.splits:
             size = self.size(split)
             if isinstance(size, bool) or not isinstance(size, int) or size < 1:
                 raise ValueError(f"{self.task}: n_{split} must be a positive integer, got {size!r}")
 
     def size(self, split: str) -> int:
-        if split not in SPLITS:
-            raise ValueError(f"{self.task}: unknown split {split!r}; splits are {', '.join(SPLITS)}")
-        return {"train": self.n_train, "validation": self.n_validation, "test": self.n_test}[split]
+        if split not in self.splits:
+            raise ValueError(f"{self.task}: unknown split {split!r}; splits are {', '.join(self.splits)}")
+        return getattr(self, f"n_{split}")
 
     def split(self, split: str) -> list[Any]:
         """The examples of ``split``. Each split has its own random stream, so resizing one leaves the others

@@ -20,6 +20,10 @@ from ftexp.schedule import split_no_decay
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 LRSchedulerFactory = Callable[[torch.optim.Optimizer], Any]
+# the metric prefix of each test dataloader, in the order the datamodule returns them: the test split, then (for a
+# task that has one, data=transfer) its out-of-distribution test split (PairClassificationDataModule.test_dataloader)
+TEST_STAGES = ("test", "test_ood")
+TEST_METRICS = tuple(f"{stage}_{metric}" for stage in TEST_STAGES for metric in ("loss", "acc"))
 
 
 class SequenceClassifier(pl.LightningModule):
@@ -46,7 +50,11 @@ class SequenceClassifier(pl.LightningModule):
     e.g. a pooler a base-model checkpoint does not hold. Implicit schedules train them from phase 0
     (:func:`ftexp.schedule.generate_schedule` reads the attribute). Empty for a model built from ``backbone``.
 
-    The epoch metrics (``train_loss``, ``val_loss``, ``val_acc``, ``test_loss``, ``test_acc``) are torchmetrics
+    With two test dataloaders (a task with an out-of-distribution test split), the second one's metrics are
+    ``test_ood_loss`` and ``test_ood_acc``: each name is logged by one dataloader only, so they are logged without
+    Lightning's ``/dataloader_idx_N`` suffix and land in ``result.json`` under these names.
+
+    The epoch metrics (``train_loss``, ``val_loss``, ``val_acc``, ``test_loss``, ``test_acc`` ...) are torchmetrics
     ``MeanMetric`` objects: each process keeps a sum and a count, and at the end of the epoch the sums and counts of
     all processes are added up before dividing. So under DDP every rank logs the same value, the mean over every
     example the ranks evaluated together, and the early stopping, the best checkpoint and the phase transitions
@@ -94,7 +102,7 @@ class SequenceClassifier(pl.LightningModule):
         # not parameters and not in the state dict (torchmetrics states are not persistent): schedules, optimizers
         # and checkpoints see the same module as without them
         self.epoch_metrics = nn.ModuleDict(
-            {name: MeanMetric() for name in ("train_loss", "val_loss", "val_acc", "test_loss", "test_acc")}
+            {name: MeanMetric() for name in ("train_loss", "val_loss", "val_acc", *TEST_METRICS)}
         )
 
     def forward(self, **batch: torch.Tensor) -> Any:
@@ -108,8 +116,13 @@ class SequenceClassifier(pl.LightningModule):
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._evaluate(batch, "val")
 
-    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, "test")
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
+        if dataloader_idx >= len(TEST_STAGES):
+            raise ValueError(
+                f"test dataloader {dataloader_idx}: the model names the metrics of {len(TEST_STAGES)} test dataloaders "
+                f"({', '.join(TEST_STAGES)}), the datamodule returned more"
+            )
+        self._evaluate(batch, TEST_STAGES[dataloader_idx])
 
     def _evaluate(self, batch: dict[str, torch.Tensor], stage: str) -> None:
         output = self(**batch)
@@ -122,7 +135,8 @@ class SequenceClassifier(pl.LightningModule):
         ``name`` and log the metric object: Lightning computes it, over all ranks, at the end of the epoch."""
         metric = self.epoch_metrics[name]
         metric.update(value, weight=weight)
-        self.log(name, metric, on_step=False, on_epoch=True, prog_bar=True)
+        # every name belongs to one dataloader (TEST_STAGES), so Lightning's /dataloader_idx_N suffix is not needed
+        self.log(name, metric, on_step=False, on_epoch=True, prog_bar=True, add_dataloader_idx=False)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # the training means accumulated so far in an epoch the checkpoint is written inside of (a preemption's): the

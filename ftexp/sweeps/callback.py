@@ -10,6 +10,7 @@ from typing import Any
 from hydra.experimental.callback import Callback as HydraCallback
 from omegaconf import DictConfig, OmegaConf
 
+from ftexp.sweeps.differences import DEFAULT_BASELINE
 from ftexp.sweeps.report import summarize_sweep
 
 log = logging.getLogger(__name__)
@@ -26,10 +27,15 @@ class SummarizeSweep(HydraCallback):
     Under SLURM it runs on the job's node (the sweep dir is on a shared file system), once per job: ranks other
     than 0 do nothing. The summary is a by-product, so a problem writing it is logged as a warning and never reaches
     Hydra or the job.
+
+    ``baseline`` selects the scenario the others are compared with, seed by seed (:mod:`ftexp.sweeps.differences`;
+    ``null``: no differences section). Hydra's parser needs a value holding ``=`` quoted:
+    ``'hydra.callbacks.summarize_sweep.baseline="lr_reinit=none"'``.
     """
 
-    def __init__(self, plots: bool = True) -> None:
+    def __init__(self, plots: bool = True, baseline: str | None = DEFAULT_BASELINE) -> None:
         self.plots = plots
+        self.baseline = baseline
 
     def on_job_end(self, config: DictConfig, job_return: Any = None, **kwargs: Any) -> None:
         if _mode(config) != "MULTIRUN" or not _rank_zero():
@@ -39,15 +45,14 @@ class SummarizeSweep(HydraCallback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         self._summarize(config, plots=self.plots, show=True)
 
-    @staticmethod
-    def _summarize(config: DictConfig, plots: bool, show: bool) -> None:
+    def _summarize(self, config: DictConfig, plots: bool, show: bool) -> None:
         sweep_dir = None
         try:
             selected = OmegaConf.select(config, "hydra.sweep.dir", default=None)
             if selected is None:
                 raise ValueError("the config has no hydra.sweep.dir")
             sweep_dir = Path(str(selected))
-            summary = summarize_sweep(sweep_dir, plots=plots)
+            summary = summarize_sweep(sweep_dir, plots=plots, baseline=self.baseline)
         except Exception as err:  # the summary must never fail the sweep
             log.warning(f"could not summarize the sweep in {sweep_dir}: {type(err).__name__}: {err}")
             return

@@ -13,6 +13,9 @@ epochs, a phase start is summarized by its median epoch, and its label says over
   by what it holds (the phase that added it and its modules, from ``result.json``'s ``param_groups``), a colour per
   phase, dashed for the group without weight decay (one line when it has the same lrs as its decay twin), each seed
   a faint line and their mean a bold one.
+- :func:`plot_final_metrics`: the table's metrics, one panel each: every completed seed's value as a point, in the
+  colour and at the offset of its seed in every scenario (so that a seed's points pair up across scenarios, as the
+  differences section pairs them), and a bar at their mean.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import os
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -29,13 +33,16 @@ from matplotlib.lines import Line2D
 from ftexp.files import atomic_write
 from ftexp.record import RunRecord
 from ftexp.sweeps.curves import Curves, Points, group_index, group_order, phase_starts
+from ftexp.sweeps.differences import seed_values
 from ftexp.sweeps.runs import Job
 from ftexp.sweeps.scenarios import Scenario, ScenarioSet
+from ftexp.sweeps.table import METRICS, rows_by_scenario
 
 VALIDATION_METRICS = ("val_loss", "val_acc")
 PHASE_LINE = ":"  # a phase begins (dashed is a learning rate without weight decay)
 MAX_MODULES_SHOWN = 2
 MEAN_LINE_WIDTH, WIDER_UNDERNEATH = 1.6, 1.1  # the last group's line, and how much wider each earlier one is
+SEED_SPREAD, MEAN_BAR = 0.4, 0.3  # final metrics: a scenario's seeds spread over 0.4 of its place, its mean bar ±0.3
 
 
 @dataclass(frozen=True)
@@ -273,12 +280,62 @@ def plot_learning_rates(scenarios: ScenarioSet, curves: dict[Path, Curves]) -> F
     return figure
 
 
+def plot_final_metrics(scenarios: ScenarioSet, jobs: list[dict[str, Any]]) -> Figure:
+    """One panel per metric of the table that some completed job has (from the sweep's
+    :func:`~ftexp.sweeps.table.job_rows`): each scenario's completed seeds as points and their mean as a bar. A mean
+    of 3 seeds hides whether one seed carries a difference; the points show it."""
+    by_scenario = rows_by_scenario(scenarios, jobs)
+    values = {
+        metric: per_scenario
+        for metric in METRICS
+        if any(per_scenario := [seed_values(rows, metric) for _, rows in by_scenario])
+    }
+    seeds = sorted({seed for per_scenario in values.values() for found in per_scenario for seed in found})
+    colors = dict(zip(seeds, _colors(len(seeds)), strict=True))
+    offsets = dict(zip(seeds, _spread(len(seeds), SEED_SPREAD), strict=True))
+    columns = min(2, max(1, len(values)))  # 2 x 2 for the four metrics: the scenario names need the width
+    rows = max(1, math.ceil(len(values) / columns))
+    panel_width = max(3.5, 0.9 * len(scenarios) + 1.2)
+    figure = Figure(figsize=(panel_width * columns + 1.2, 4.5 * rows), layout="constrained")
+    axes = figure.subplots(rows, columns, squeeze=False).ravel()
+    for ax, (metric, per_scenario) in zip(axes, values.items(), strict=False):
+        for x, found in enumerate(per_scenario):
+            for seed, value in found.items():
+                point = {"linestyle": "none", "marker": "o", "markersize": 5, "color": colors[seed], "zorder": 3}
+                ax.plot(x + offsets[seed], value, **point)  # over the mean's bar, which would hide the middle seed
+            if found:
+                ax.hlines(statistics.fmean(found.values()), x - MEAN_BAR, x + MEAN_BAR, color="black", linewidth=2)
+        ax.set_xticks(range(len(scenarios)), [scenario.label for scenario in scenarios], rotation=30, ha="right")
+        ax.set(ylabel=metric, title=metric.replace("_", " "), xlim=(-0.6, len(scenarios) - 0.4))
+        ax.grid(alpha=0.3, axis="y")
+    if values:
+        handles = [Line2D([], [], color="black", linewidth=2, label="mean over the seeds")]
+        handles += [Line2D([], [], color=colors[s], marker="o", linestyle="none", label=f"seed {s}") for s in seeds]
+        figure.legend(handles=handles, loc="outside right upper", fontsize=8, frameon=False)
+    else:
+        axes[0].text(0.5, 0.5, "no completed job has a metric yet", transform=axes[0].transAxes, ha="center")
+        axes[0].set_axis_off()
+    for ax in axes[max(1, len(values)) :]:
+        ax.set_visible(False)
+    figure.suptitle(
+        "each completed seed's value (a seed keeps its colour and place in every scenario) and their mean", fontsize=10
+    )
+    return figure
+
+
 def save_figure(figure: Figure, path: str | os.PathLike) -> Path:
     """Write ``figure`` as PNG, atomically: a reader never sees half an image, and jobs ending together may write
     the same plot at the same time."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     return atomic_write(path, lambda partial: figure.savefig(partial, dpi=110, bbox_inches="tight"))
+
+
+def _spread(n: int, width: float) -> list[float]:
+    """``n`` offsets evenly across ``width``, centred on 0 (one: 0)."""
+    if n < 2:
+        return [0.0] * n
+    return [-width / 2 + width * i / (n - 1) for i in range(n)]
 
 
 def _drawn(scenario: Scenario) -> list[Job]:

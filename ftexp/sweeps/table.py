@@ -35,7 +35,8 @@ from ftexp.sweeps.runs import Job, hardware
 from ftexp.sweeps.scenarios import Scenario, ScenarioSet
 
 STATUSES = tuple(RunStatus)  # a column each; the four a run records, then running/missing
-METRICS = ("best_val_acc", "best_val_loss", "test_acc", "test_loss")
+# the OOD test metrics only where the data has an out-of-distribution test split (data=transfer)
+METRICS = ("best_val_acc", "best_val_loss", "test_acc", "test_loss", "test_ood_acc", "test_ood_loss")
 MAX_SEEDS_LISTED = 5  # phases reached: listed seed by seed up to this many, else as a range
 
 
@@ -96,6 +97,8 @@ def job_row(job: Job, label: str, sweep_dir: Path) -> dict[str, Any]:
         "best_val_acc": best.metrics.get("val_acc"),
         "test_loss": test.get("test_loss"),
         "test_acc": test.get("test_acc"),
+        "test_ood_loss": test.get("test_ood_loss"),
+        "test_ood_acc": test.get("test_ood_acc"),
         "epochs_run": record.epochs_run,
         "phases_reached": phases_reached(record),
         "phases_total": record.final_depth + 1 if isinstance(record.final_depth, int) else None,
@@ -156,13 +159,19 @@ def scenario_row(scenario: Scenario, jobs: list[dict[str, Any]]) -> dict[str, An
 def scenario_rows(scenarios: ScenarioSet, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per scenario, from the sweep's :func:`job_rows` (made once per summary, and written to ``jobs.csv``
     too), which list the jobs scenario by scenario."""
+    return [scenario_row(scenario, rows) for scenario, rows in rows_by_scenario(scenarios, jobs)]
+
+
+def rows_by_scenario(scenarios: ScenarioSet, jobs: list[dict[str, Any]]) -> list[tuple[Scenario, list[dict[str, Any]]]]:
+    """Each scenario with the rows of its jobs, cut from the sweep's :func:`job_rows` (which list the jobs scenario
+    by scenario); ``ValueError`` for rows of other jobs."""
     if len(jobs) != sum(len(scenario.jobs) for scenario in scenarios):
         raise ValueError(f"{len(jobs)} job rows for scenarios of other jobs: pass job_rows(scenarios, sweep_dir)")
-    rows, start = [], 0
+    cut, start = [], 0
     for scenario in scenarios:
-        rows.append(scenario_row(scenario, jobs[start : start + len(scenario.jobs)]))
+        cut.append((scenario, jobs[start : start + len(scenario.jobs)]))
         start += len(scenario.jobs)
-    return rows
+    return cut
 
 
 def not_completed(counts: Counter[str]) -> str:
@@ -173,10 +182,12 @@ def not_completed(counts: Counter[str]) -> str:
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
-    """The scenario rows as a markdown table; the test columns only when some scenario has test metrics."""
+    """The scenario rows as a markdown table; the test (and OOD test) columns only when some scenario has them."""
     metrics = [("best val acc", "best_val_acc", 3), ("best val loss", "best_val_loss", 4)]
     if any(row["test_acc_mean"] is not None or row["test_loss_mean"] is not None for row in rows):
         metrics += [("test acc", "test_acc", 3), ("test loss", "test_loss", 4)]
+    if any(row["test_ood_acc_mean"] is not None or row["test_ood_loss_mean"] is not None for row in rows):
+        metrics += [("OOD test acc", "test_ood_acc", 3), ("OOD test loss", "test_ood_loss", 4)]
     recipes = any(row.get("recipe") for row in rows)
     header = ["scenario", *(["recipe"] if recipes else []), "completed", *(title for title, _, _ in metrics)]
     header += ["epochs", "phases reached", "wall (min)", "allotted", "CPU time used", "not completed"]

@@ -19,6 +19,7 @@ def test_the_files_go_into_the_sweep_dir_by_default(fake_sweep):
     assert [path.relative_to(fake_sweep).as_posix() for path in summary.files] == [
         "summary.md",
         "summary.csv",
+        "differences.csv",
         "jobs.csv",
     ]
     assert (fake_sweep / "summary.md").read_text() == summary.markdown
@@ -61,8 +62,10 @@ def test_with_plots_the_markdown_links_them_relative_to_itself(fake_sweep, tmp_p
     summary = summarize_sweep(fake_sweep, out_dir=tmp_path / "out")
     assert (tmp_path / "out" / "plots" / "val_curves.png").is_file()
     assert (tmp_path / "out" / "plots" / "lr.png").is_file()
+    assert (tmp_path / "out" / "plots" / "final_metrics.png").is_file()
     assert "![validation loss and accuracy by epoch](plots/val_curves.png)" in summary.markdown
     assert "![learning rate per parameter group](plots/lr.png)" in summary.markdown
+    assert "![each seed's final metrics and their mean, per scenario](plots/final_metrics.png)" in summary.markdown
 
 
 def test_a_directory_without_jobs_is_refused(tmp_path):
