@@ -8,7 +8,8 @@ working directory, and writes everything under ``cfg.paths.output_dir``::
       config_tree.log         the resolved config as a tree (the console says where it is)
       attempts.log            one line per start of the run (ftexp.attempt_log: attempts that died are listed too)
       checkpoints/            best and last.ckpt (a rerun in the same dir resumes from last.ckpt)
-      tensorboard/            event files
+      tensorboard/            event files (the logger group's: csv/ with logger=csv, wandb/ with logger=wandb)
+      mlflow.db, mlartifacts/ logger=mlflow's local store (a sweep's jobs share the sweep dir's: ftexp.trackers)
       <Module>_ft_schedule.yaml   the resolved fine-tuning schedule (scheduled scenarios)
       result.json             scenario, seed, metrics, phases, timings
 """
@@ -43,6 +44,7 @@ from ftexp.run_schedule import (
     replaced_schedulers_note,
     resolve_run_schedule,
 )
+from ftexp.trackers import close_trackers, log_config
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +137,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         recorder.run_dir.mkdir(parents=True, exist_ok=True)
         recorder.started()
         save_config_tree(cfg, recorder.run_dir / "config_tree.log")
+        log_config(objects.trainer.loggers, cfg)
         if ckpt_path:
             log.info(f"resuming from {ckpt_path}")
         objects.trainer.fit(objects.model, datamodule=objects.datamodule, ckpt_path=ckpt_path)
@@ -145,6 +148,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         raise
     finally:
         recorder.finish(objects)
+        if objects is not None:
+            close_trackers(objects.trainer.loggers, recorder.record)
     report_locations(recorder.record)
     return recorder.record.to_dict()
 

@@ -34,6 +34,7 @@ def check_cross_group_rules(cfg: DictConfig, problems: list[str]) -> None:
     _check_lr_reinit(cfg, problems)
     _check_schedule_file(cfg, problems)
     _check_launcher(cfg, problems)
+    _check_tracker_installed(cfg, problems)
 
 
 def _check_lr_reinit(cfg: DictConfig, problems: list[str]) -> None:
@@ -100,6 +101,17 @@ def _check_launcher(cfg: DictConfig, problems: list[str]) -> None:
                 f"hydra.launcher.{launcher_key}={ours} but trainer.{trainer_key}={theirs}: under SLURM each task "
                 f"drives one device, so they must be equal (set both, or hardware.gpus_per_node / hardware.nodes)"
             )
+
+
+def _check_tracker_installed(cfg: DictConfig, problems: list[str]) -> None:
+    """A tracker logger is an optional extra: say how to install it before the run dir exists, rather than fail in
+    the middle of building the run with the logger's own import error."""
+    from ftexp.trackers import INSTALL_HINT, missing_modules
+
+    target = cfg.logger.get("_target_") if cfg.get("logger") else None
+    missing = missing_modules(str(target)) if target else []
+    if missing:
+        problems.append(f"logger: {target} needs {', '.join(missing)} (not installed here): {INSTALL_HINT}")
 
 
 def hydra_launcher(cfg: DictConfig) -> DictConfig | None:

@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ftexp.sweeps.differences import DEFAULT_BASELINE
 from ftexp.sweeps.report import summarize_sweep
+from ftexp.trackers import log_sweep_summary
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ class SummarizeSweep(HydraCallback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         self._summarize(config, plots=self.plots, show=True)
+        log_sweep_summary(config)  # logger=mlflow: into the jobs' MLflow store too (a warning at worst)
 
     def _summarize(self, config: DictConfig, plots: bool, show: bool) -> None:
         sweep_dir = None
