@@ -22,8 +22,9 @@ from ftexp.record import RunRecord, RunStatus
 
 RUNNING_OR_MISSING = RunStatus.RUNNING_OR_MISSING
 NO_STATUS = "unknown"  # the status of a result.json that records none
-# directories a job dir contains that never hold another job
-_NOT_JOBS = {"checkpoints", "tensorboard", "plots", "csv", "wandb", "lightning_logs"}
+# directories a job dir contains that never hold another job; and a tuning's trials (+sweep=tune,
+# hydra_plugins/ftexp_tuner), which the sweep's summary leaves out: it compares the final runs
+_NOT_JOBS = {"checkpoints", "tensorboard", "plots", "csv", "wandb", "lightning_logs", "tuning"}
 
 
 @dataclass

@@ -27,12 +27,36 @@ def compose_sweep(sweep: str, *overrides: str):
 
 def jobs_of(cfg, seeds: bool = True) -> list[list[str]]:
     """The override lists the basic sweeper makes from ``hydra.sweeper.params`` (a product of comma lists); with
-    ``seeds=False`` one per scenario (the first seed)."""
+    ``seeds=False`` one per scenario (the first seed). The tuning sweeper (+sweep=tune) has no ``params``: its final
+    runs, at the search space's low bounds (where it picks its values is the tuner's business)."""
+    if "params" not in cfg.hydra.sweeper:
+        return tuner_jobs(cfg, seeds)
     params = cfg.hydra.sweeper.params
     axes = [[f"{key}={value}" for value in str(params[key]).split(",")] for key in params]
     if not seeds:
         axes = [axis[:1] if axis[0].startswith("seed=") else axis for axis in axes]
     return [list(combo) for combo in itertools.product(*axes)]
+
+
+def tuner_jobs(cfg, seeds: bool) -> list[list[str]]:
+    """The final runs of hydra/sweeper=ftexp_optuna, made by the tuner's own functions."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from hydra_plugins.ftexp_tuner._settings import check_search_space, param_overrides, plan
+
+    sweeper = OmegaConf.to_container(cfg.hydra.sweeper)
+    space = check_search_space(sweeper["search_space"])
+    low = {param.key: param.choices[0] if param.type == "categorical" else param.low for param in space}
+    scenarios = plan(sweeper["scenarios"], [], space, OverridesParser.create()).scenarios
+    final_seeds = sweeper["final_seeds"] if seeds else sweeper["final_seeds"][:1]
+    return [[*s.overrides, *param_overrides(space, low), f"seed={seed}"] for s in scenarios for seed in final_seeds]
+
+
+def seeds_of(cfg) -> list[str]:
+    """The seeds every scenario runs with: ``params.seed``, or the tuning sweeper's ``final_seeds``."""
+    if "params" not in cfg.hydra.sweeper:
+        return [str(seed) for seed in cfg.hydra.sweeper.final_seeds]
+    return str(cfg.hydra.sweeper.params.seed).split(",")
 
 
 def test_multirun_sweeps_is_the_sweep_config_group():
@@ -45,7 +69,7 @@ def test_a_sweep_file_is_a_multirun_over_seeds_that_names_itself(sweep):
     cfg = compose_sweep(sweep)
     assert cfg.hydra.mode == RunMode.MULTIRUN, "python -m ftexp +sweep=... needs no -m"
     assert cfg.sweep.name == sweep
-    assert len(str(cfg.hydra.sweeper.params.seed).split(",")) >= 3
+    assert len(seeds_of(cfg)) >= 3
 
 
 @pytest.mark.parametrize("sweep", SWEEPS)
