@@ -64,6 +64,14 @@ def phases_reached(record: RunRecord) -> int | None:
     return len(record.phases_run) if record.phases_run else None
 
 
+def trainable_at_end(record: RunRecord) -> int | None:
+    """The weights the job trained in the last phase it reached (every phase trains what the ones before thawed
+    too): how much of the model the scenario fine-tunes, the adapters' trade-off beside full fine-tuning."""
+    per_phase = record.trainable_params_per_phase or {}
+    depth = phases_reached(record)
+    return per_phase.get(str(depth - 1)) if depth else None
+
+
 def compute_hours(wall: Any, hw: dict[str, Any]) -> dict[str, float | None]:
     """``{"allotted_gpu_hours": ..., "allotted_cpu_hours": ...}`` a job held for ``wall`` seconds on the hardware
     ``hw`` (:func:`ftexp.sweeps.runs.hardware`; see the module docstring); ``None`` where unknown. It takes the
@@ -101,6 +109,8 @@ def job_row(job: Job, label: str, sweep_dir: Path) -> dict[str, Any]:
         "test_ood_acc": test.get("test_ood_acc"),
         "epochs_run": record.epochs_run,
         "phases_reached": phases_reached(record),
+        "trainable_weights": trainable_at_end(record),
+        "total_weights": record.total_params,
         "phases_total": record.final_depth + 1 if isinstance(record.final_depth, int) else None,
         "wall_time_s": record.wall_time_s,
         "cpu_time_s": record.cpu_time_s,
@@ -143,6 +153,8 @@ def scenario_row(scenario: Scenario, jobs: list[dict[str, Any]]) -> dict[str, An
     row["epochs_mean"] = _mean([r["epochs_run"] for r in done])
     row["phases_reached_mean"] = _mean([r["phases_reached"] for r in done])
     row["phases_reached_per_seed"] = " ".join(_text(r["phases_reached"]) for r in done)  # as seeds_completed
+    row["trainable_weights_mean"] = _mean([r["trainable_weights"] for r in done])
+    row["total_weights"] = _one_value([r["total_weights"] for r in done])
     totals = {r["phases_total"] for r in jobs if r["phases_total"] is not None}  # one schedule: one value
     row["phases_total"] = totals.pop() if len(totals) == 1 else None
     wall = _mean([r["wall_time_s"] for r in done])
@@ -190,7 +202,8 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
         metrics += [("OOD test acc", "test_ood_acc", 3), ("OOD test loss", "test_ood_loss", 4)]
     recipes = any(row.get("recipe") for row in rows)
     header = ["scenario", *(["recipe"] if recipes else []), "completed", *(title for title, _, _ in metrics)]
-    header += ["epochs", "phases reached", "wall (min)", "allotted", "CPU time used", "not completed"]
+    header += ["epochs", "phases reached", "trained weights", "wall (min)", "allotted", "CPU time used"]
+    header += ["not completed"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         cells = [row["scenario"].replace("|", "\\|")]
@@ -201,6 +214,7 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
         cells += [
             _number(row["epochs_mean"], 1),
             _phases_cell(row),
+            _trainable_cell(row),
             _number(wall, 1 if wall is None or wall >= 1 else 2),
         ]
         cells += [_allotted(row), _cpu_time_used(row), row["not_completed"]]
@@ -237,7 +251,9 @@ def legend(scenarios: ScenarioSet) -> str:
         f"Validation metrics at each job's best epoch ({chosen_by}) and test metrics of its best checkpoint: mean ± "
         "sample std over the completed jobs (± —: a single value; (n=k): only k of the completed jobs have the "
         "metric, the others' value is NaN or missing). Epochs and wall time: means over the completed jobs. Phases "
-        "reached: each completed job's, in seed order (of the schedule's total). Allotted and CPU time used: summed "
+        "reached: each completed job's, in seed order (of the schedule's total). Trained weights: those trainable in "
+        "the last phase a job reached, mean over the completed jobs (share of the model's). Allotted and CPU time "
+        "used: summed "
         "over every job that wrote result.json, whatever its status; allotted = what the jobs held, GPU-h = wall "
         "time x devices, CPU-h = wall time x cpu_threads x processes; CPU time used = the user + system CPU time "
         "the jobs' processes recorded (with their DataLoader workers; rank 0's only under ddp), in CPU-hours: below "
@@ -309,6 +325,24 @@ def _cpu_time_used(row: dict[str, Any]) -> str:
     recorded = row["jobs"] - row[_column(RunStatus.RUNNING_OR_MISSING)]
     partial = f" ({row['cpu_time_used_n']} of {recorded} jobs)" if row["cpu_time_used_n"] < recorded else ""
     return f"{row['cpu_time_used_hours']:.3g} CPU-h{partial}"
+
+
+def _trainable_cell(row: dict[str, Any]) -> str:
+    """``41.9k (51 %)``: the weights trained in the last phase reached (mean over seeds), and their share of the
+    model's."""
+    trained, total = row["trainable_weights_mean"], row["total_weights"]
+    if trained is None:
+        return "?"
+    percent = 100 * trained / total if total else None
+    share = "" if percent is None else f" ({percent:.0f} %)" if percent >= 10 else f" ({percent:.2g} %)"
+    return f"{_compact_count(trained)}{share}"
+
+
+def _compact_count(count: float) -> str:
+    for size, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if count >= size:
+            return f"{count / size:.3g}{unit}"
+    return f"{count:.0f}"
 
 
 def _text(value: Any) -> str:

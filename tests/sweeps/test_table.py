@@ -53,10 +53,10 @@ def test_the_markdown_row_shows_mean_plus_minus_std_and_a_dash_for_one_seed(fake
     table = markdown_table(list(rows_of(fake_sweep).values()))
     lines = table.splitlines()
     assert lines[0] == (
-        "| scenario | completed | best val acc | best val loss | epochs | phases reached | wall (min) | allotted "
-        "| CPU time used | not completed |"
+        "| scenario | completed | best val acc | best val loss | epochs | phases reached | trained weights "
+        "| wall (min) | allotted | CPU time used | not completed |"
     )
-    assert lines[2].startswith("| schedule=nofts | 2/2 | 0.610 ± 0.014 | 0.6500 ± 0.0141 | 6.0 | 1, 1 of 1 | 1.0 |")
+    assert lines[2].startswith("| schedule=nofts | 2/2 | 0.610 ± 0.014 | 0.6500 ± 0.0141 | 6.0 | 1, 1 of 1 | ? | 1.0 |")
     assert lines[3].startswith("| schedule=implicit | 1/2 | 0.700 ± — | 0.5500 ± — |")
     assert lines[3].endswith("| 1 running/missing |")
     assert lines[4].startswith("| schedule=explicit | 1/2 | 0.800 ± — |")
@@ -72,6 +72,19 @@ def test_test_columns_appear_when_jobs_were_tested(tmp_path):
     header, _, line = markdown_table([row]).splitlines()
     assert "| test acc | test loss |" in header
     assert "| 0.800 ± 0.141 | 0.5000 ± 0.0000 |" in line
+
+
+def test_trained_weights_are_those_of_the_last_phase_reached_with_their_share_of_the_model(tmp_path):
+    per_phase = {"0": 4_226, "1": 8_386, "2": 41_858}
+    for seed, reached in ((1, 1), (2, 2)):  # seed 1 stopped in phase 1, seed 2 reached phase 2
+        phases = [{"depth": d, "start_epoch": d} for d in range(reached + 1)]
+        payload = result("lora_then_thaw", seed, trainable_params_per_phase=per_phase, total_params=82_628)
+        payload.update(phases_run=phases, reached_depth=reached, final_depth=2)
+        write_job(tmp_path, f"{seed}", ["schedule=lora_then_thaw", f"seed={seed}"], payload, num=seed)
+    [row] = rows_of(tmp_path).values()
+
+    assert row["trainable_weights_mean"] == pytest.approx((8_386 + 41_858) / 2)
+    assert "| 2, 3 of 3 | 25.1k (30 %) |" in markdown_table([row])
 
 
 def test_jobs_not_completed_are_listed_with_their_error(fake_sweep):
