@@ -23,7 +23,6 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from ftexp.attempt_log import attempts_of_this_run, log_start, read_starts
 from ftexp.callbacks import FinetuningScheduler
-from ftexp.callbacks.ddp import destroy_process_group_at_exit
 from ftexp.callbacks.lightning_internals import resumes_mid_epoch
 from ftexp.callbacks.preemption import PreemptionCheckpoint, RequeueRequested
 from ftexp.files import atomic_write
@@ -68,9 +67,6 @@ class EpochMetrics(Callback):
         # what LearningRateMonitor logged at this epoch's start (saved: a fit resumed inside the epoch logs it again)
         self._epoch_start_lrs: dict[str, float] = {}
         self._resumed_epoch_start_lrs: dict[str, float] = {}
-
-    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        destroy_process_group_at_exit()  # this callback is in every run: the one place every rank process passes
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.first_epoch = trainer.current_epoch  # > 0 after a resume

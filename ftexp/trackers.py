@@ -58,12 +58,13 @@ def _importable(module: str) -> bool:
 
 def local_store(run_dir: str | Path) -> Path:
     """The directory of ``logger=mlflow``'s store when no tracking URI is set: the sweep dir for a sweep's job (the
-    directory holding Hydra's ``multirun.yaml``), so that the jobs and the sweep summary share one store, else the
-    run dir itself, so that a run's files stay in its run dir. A file-system fact rather than Hydra's run mode,
-    because every process of a job must agree on it, DDP's extra ranks too (Lightning starts them in Hydra's run
-    mode)."""
+    nearest directory above it holding Hydra's ``multirun.yaml``), so that the jobs and the sweep summary share one
+    store, else the run dir itself, so that a run's files stay in its run dir. A file-system fact rather than
+    Hydra's run mode, because every process of a job must agree on it, DDP's extra ranks too (Lightning starts them
+    in Hydra's run mode)."""
     run_dir = Path(run_dir)
-    return run_dir.parent if (run_dir.parent / "multirun.yaml").is_file() else run_dir
+    # the nearest directory above holding multirun.yaml: a tuning's trials sit deeper, in tuning/<scenario>/trialNNN
+    return next((parent for parent in run_dir.parents if (parent / "multirun.yaml").is_file()), run_dir)
 
 
 def local_store_uri(store_dir: Path) -> str:

@@ -32,6 +32,7 @@ from rich.syntax import Syntax
 from rich.tree import Tree
 
 from ftexp.callbacks import FinetuningScheduler
+from ftexp.callbacks.ddp import DestroyProcessGroupAtExit
 from ftexp.callbacks.preemption import PreemptionCheckpoint
 from ftexp.config import instantiate, scheduler_node, validate_config
 from ftexp.dry_run import dry_run
@@ -83,7 +84,7 @@ def build(cfg: DictConfig) -> RunObjects:
         log.info("no logger configured: LearningRateMonitor left out (it has nowhere to write)")
         callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
     metrics = EpochMetrics()
-    callbacks.append(metrics)
+    callbacks += [metrics, DestroyProcessGroupAtExit()]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger if logger is not None else False)
     fts = next((cb for cb in callbacks if isinstance(cb, FinetuningScheduler)), None)
     checkpoint = next((cb for cb in callbacks if isinstance(cb, ModelCheckpoint) and cb.monitor), None)

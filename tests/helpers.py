@@ -17,6 +17,23 @@ from pytorch_lightning.callbacks import Callback
 from ftexp.config import CONFIG_DIR
 
 
+def short_demo(max_epochs: int) -> list[str]:
+    """The demo cut short: ``max_epochs`` epochs of 4 training and 2 validation (and test) batches of a 256-example
+    task, without progress bar, model summary or sanity check."""
+    return [
+        f"trainer.max_epochs={max_epochs}",
+        "trainer.limit_train_batches=4",
+        "trainer.limit_val_batches=2",
+        "trainer.limit_test_batches=2",
+        "trainer.enable_progress_bar=false",
+        "trainer.enable_model_summary=false",
+        "trainer.num_sanity_val_steps=0",
+        "data.synthetic.n_train=256",
+        "data.synthetic.n_validation=64",
+        "data.synthetic.n_test=64",
+    ]
+
+
 def compose_config(output_dir: Path | None, *overrides: str, hydra: bool = False) -> DictConfig:
     """The config ``python -m ftexp *overrides`` would run, writing under ``output_dir`` (``None``: the config's own
     ``paths.output_dir``); ``hydra=True`` keeps the ``hydra`` node, which the Hydra callbacks and launchers read.

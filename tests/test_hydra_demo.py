@@ -26,7 +26,7 @@ from ftexp.models import SequenceClassifier
 from ftexp.schedule import load_schedule, resolve_schedule
 from ftexp.trackers import missing_modules
 from ftexp.train import build, run
-from tests.helpers import compose_config, python_m_ftexp
+from tests.helpers import compose_config, python_m_ftexp, short_demo
 
 GROUPS = ("model", "data", "schedule", "lr_reinit", "trainer", "logger", "experiment", "strategy", "hardware", "debug")
 # every option of every group: a new option is tested as soon as it exists (the pretrained models, SuperGLUE data
@@ -43,18 +43,7 @@ COMPANIONS = {("lr_reinit", "implicit"): ["schedule=implicit"]}
 GPUS_NEEDED = {"gpu": 1, "gpus": 2, "local_gpus": 1, "slurm": 1}
 
 # a few short epochs: 4 training and 2 validation batches of a 256-example task
-QUICK = [
-    "trainer.max_epochs=8",
-    "trainer.limit_train_batches=4",
-    "trainer.limit_val_batches=2",
-    "trainer.limit_test_batches=2",
-    "trainer.enable_progress_bar=false",
-    "trainer.enable_model_summary=false",
-    "trainer.num_sanity_val_steps=0",
-    "data.synthetic.n_train=256",
-    "data.synthetic.n_validation=64",
-    "data.synthetic.n_test=64",
-]
+QUICK = short_demo(8)
 
 
 def test_the_config_tree_has_every_group_of_this_slice():

@@ -21,21 +21,10 @@ from ftexp.config import ConfigError, validate_config
 from ftexp.sweeps.callback import SummarizeSweep
 from ftexp.trackers import MLFLOW_TARGET, missing_modules
 from ftexp.train import run
-from tests.helpers import compose_config, python_m_ftexp
+from tests.helpers import compose_config, python_m_ftexp, short_demo
 
 # two short epochs of the demo (explicit schedule): 4 training and 2 validation batches each
-TWO_EPOCHS = [
-    "trainer.max_epochs=2",
-    "trainer.limit_train_batches=4",
-    "trainer.limit_val_batches=2",
-    "trainer.limit_test_batches=2",
-    "trainer.enable_progress_bar=false",
-    "trainer.enable_model_summary=false",
-    "trainer.num_sanity_val_steps=0",
-    "data.synthetic.n_train=256",
-    "data.synthetic.n_validation=64",
-    "data.synthetic.n_test=64",
-]
+TWO_EPOCHS = short_demo(2)
 SCHEDULE_FILE = "SequenceClassifier_ft_schedule.yaml"
 
 

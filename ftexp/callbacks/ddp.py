@@ -12,6 +12,7 @@ import gc
 
 import pytorch_lightning as pl
 import torch.distributed
+from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.strategies import DDPStrategy
 from torch.nn.parallel import DistributedDataParallel
 
@@ -38,6 +39,14 @@ def rewrap_ddp(trainer: pl.Trainer) -> bool:
     gc.collect()  # drop the old reducer (and its autograd hooks) before the new one registers its own
     strategy.configure_ddp()
     return True
+
+
+class DestroyProcessGroupAtExit(Callback):
+    """Registers :func:`destroy_process_group_at_exit` in every process a fit or test runs in (a rank process of
+    ddp_spawn is new for each stage): ``ftexp.train`` gives it to every run."""
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        destroy_process_group_at_exit()
 
 
 def destroy_process_group_at_exit() -> None:

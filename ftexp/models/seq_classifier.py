@@ -14,6 +14,7 @@ from torchmetrics import MeanMetric
 from transformers import AutoConfig, AutoModelForSequenceClassification, PreTrainedModel
 
 from ftexp.callbacks.lightning_internals import batches_resumed_after
+from ftexp.data.generated import OOD_TEST_SPLIT
 from ftexp.hub import HubUnavailableError, require_hub, resolve_pretrained, unavailable_message
 from ftexp.models.adapters import adapter_choice, is_adapter, plain_name, with_adapters
 from ftexp.schedule import split_no_decay
@@ -22,7 +23,7 @@ OptimizerFactory = Callable[..., torch.optim.Optimizer]
 LRSchedulerFactory = Callable[[torch.optim.Optimizer], Any]
 # the metric prefix of each test dataloader, in the order the datamodule returns them: the test split, then (for a
 # task that has one, data=transfer) its out-of-distribution test split (PairClassificationDataModule.test_dataloader)
-TEST_STAGES = ("test", "test_ood")
+TEST_STAGES = ("test", OOD_TEST_SPLIT)
 TEST_METRICS = tuple(f"{stage}_{metric}" for stage in TEST_STAGES for metric in ("loss", "acc"))
 
 
@@ -94,6 +95,11 @@ class SequenceClassifier(pl.LightningModule):
             new_in_backbone = tuple(
                 name for name, _ in self.model.named_parameters() if is_adapter(name) or plain_name(name) in new_plain
             )
+            # peft freezes every base weight but the head it saves: a layer from_pretrained initialized at random (a
+            # pooler the checkpoint lacks) must not stay frozen at random values, whatever the schedule
+            for name, parameter in self.model.named_parameters():
+                if plain_name(name) in new_plain:
+                    parameter.requires_grad_(True)
         self.newly_initialized: tuple[str, ...] = tuple(f"model.{name}" for name in new_in_backbone)
         self.optimizer_factory = optimizer or partial(torch.optim.AdamW, lr=2e-5)
         self.lr_scheduler_factory = lr_scheduler

@@ -304,10 +304,11 @@ def resolve_schedule(schedule: Schedule, param_names: Sequence[str]) -> tuple[Sc
     """Expand names and patterns to exact parameter names.
 
     An entry equal to a parameter name selects exactly that parameter; anything else is a regular expression that
-    must match at the start of a name (``re.match``, as FTS does). Under a peft adapter wrapper, an entry written
-    for the plain model selects the wrapped parameters its plain names stand for, and the adapters no phase names
-    join phase 0 (:mod:`ftexp.schedule.wrapped_names`). Returns the resolved schedule and the names no phase thaws
-    (peft's frozen copies, which no phase may thaw, left out).
+    must match at the start of a name (``re.match``, as FTS does). Under a peft adapter wrapper, an entry selects
+    the parameters it matches by their own (wrapped) names or by their plain model's names, so that one written for
+    the plain model selects what it meant, and the adapters no phase names join phase 0
+    (:mod:`ftexp.schedule.wrapped_names`). Returns the resolved schedule and the names no phase thaws (peft's frozen
+    copies, which no phase may thaw, left out).
     """
     known = set(param_names)
     wrapped = WrappedNames.of(param_names)
@@ -400,8 +401,9 @@ def _pattern_matches(
 
 
 def entries_through_wrapper(schedule: Schedule, param_names: Sequence[str]) -> list[tuple[int, str, int]]:
-    """The entries of an unresolved schedule that select parameters only through their plain names under a peft
-    wrapper, as (phase, entry, tensors selected): what the dry run reports as mapped. Empty without a wrapper."""
+    """The entries of an unresolved schedule that select parameters through their plain names under a peft wrapper
+    (which their wrapped names would not select), as (phase, entry, those tensors): what the dry run reports as
+    mapped. Empty without a wrapper."""
     wrapped = WrappedNames.of(param_names)
     if wrapped is None or schedule.resolved:
         return []
@@ -418,8 +420,8 @@ def entries_through_wrapper(schedule: Schedule, param_names: Sequence[str]) -> l
                 direct, through = _pattern_matches(re.compile(entry), param_names, wrapped)
             except re.error:
                 continue  # resolve_schedule reports it
-            if through and not direct:
-                mapped.append((phase.index, entry, len(through)))
+            if through - direct:
+                mapped.append((phase.index, entry, len(through - direct)))
     return mapped
 
 
@@ -432,8 +434,12 @@ def _no_match_hint(entry: str, param_names: Sequence[str], wrapped: WrappedNames
     hidden = [name for name in param_names if wrapped.unselectable(name) and pattern.match(name)]
     if hidden:
         shown = ", ".join(hidden[:3]) + (f" ... ({len(hidden)} in all)" if len(hidden) > 3 else "")
+        if all(name in wrapped.frozen_copies for name in hidden):
+            return (
+                f" but peft's frozen copies, which no phase may thaw (their trained copy is modules_to_save): {shown}"
+            )
         return (
-            " but peft's adapters or frozen copies, which no pattern selects (adapters train from phase 0; name one "
-            f"exactly to schedule it elsewhere): {shown}"
+            " but peft's adapters or frozen copies, which no pattern selects (adapters train from phase 0, and one "
+            f"named exactly may be scheduled elsewhere; frozen copies never): {shown}"
         )
     return no_match_hint(entry, [*param_names, *wrapped.plain_to_wrapped])

@@ -123,7 +123,8 @@ def _factor(factor: Any, source: str) -> float:
 
 def lora(model: Model) -> Schedule:
     """Parameter-efficient fine-tuning: one phase of exactly what the adapter wrapper left trainable (the adapters
-    and the task head: ``model.peft=lora`` or ``ia3``), the base model frozen throughout."""
+    and the task head: ``model.peft=lora`` or ``ia3``; and what ``from_pretrained`` initialized at random, which
+    :class:`~ftexp.models.SequenceClassifier` leaves trainable), the base model frozen throughout."""
     return Schedule((Phase(0, _adapters_and_head(model, "<recipe:lora>")),), source="<recipe:lora>")
 
 

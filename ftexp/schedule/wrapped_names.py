@@ -15,8 +15,9 @@ wrapped (``named_parameters()``)                                plain
 ``model.base_model.model.classifier.original_module.weight``    none: peft's frozen copy of the head, unused
 ==============================================================  =============================================
 
-How a schedule resolves through the wrapper (:func:`ftexp.schedule.resolve_schedule`): a name or pattern that
-selects no wrapped name is matched against the plain names, and each match stands for its wrapped parameter.
+How a schedule resolves through the wrapper (:func:`ftexp.schedule.resolve_schedule`): a name or pattern selects
+the parameters it matches by their wrapped names or by their plain names (each plain match stands for its wrapped
+parameter), so ``.*query[.]weight``, written for the plain model, also selects a LoRA-wrapped ``query.base_layer``.
 Patterns never select an adapter (the adapters train from phase 0: they exist to be trained, and a pattern written
 for the plain model cannot mean them) nor peft's frozen copy (no schedule may thaw it: it takes no part in the
 forward pass). Adapters no phase names join phase 0.

@@ -151,8 +151,10 @@ def markdown_section(differences: Differences) -> str:
         f"Each scenario minus {vs}, seed by seed (only seeds completed in both are paired): the mean difference "
         f"and its {level} Student-t interval, mean ± t · sd / √n over the n pairs (sd: their sample std; t: the "
         f"{quantile} quantile of Student's t with n - 1 degrees of freedom, {t_critical(confidence, 2):.2f} for 3 "
-        "pairs). Where the interval includes 0, these seeds give no evidence of a difference. The same numbers, "
-        "with each seed's difference: `differences.csv`.",
+        "pairs). Where the interval includes 0, these seeds give no evidence of a difference. Each interval holds "
+        "for its own comparison, uncorrected for the many in this table: with 20 comparisons of scenarios that do "
+        "not differ, about one interval excludes 0 by chance. The same numbers, with each seed's difference: "
+        "`differences.csv`.",
         "",
         f"| metric | scenario | mean diff | {level} interval | pairs (seeds) | verdict |",
         "|---|---|---|---|---|---|",

@@ -40,9 +40,15 @@ class PairedDifference:
         return len(self.differences)
 
     @property
+    def no_spread(self) -> bool:
+        """Every seed's difference the same (accuracies move in steps of one example): the interval collapses to a
+        point, which says nothing about how sure the difference is, so it is not read as evidence either way."""
+        return self.n >= 2 and len(set(self.differences)) == 1
+
+    @property
     def includes_zero(self) -> bool | None:
-        """Whether the interval includes 0 (``None`` without an interval)."""
-        if self.low is None or self.high is None:
+        """Whether the interval includes 0 (``None`` without an interval, or without spread to build one from)."""
+        if self.low is None or self.high is None or self.no_spread:
             return None
         return self.low <= 0 <= self.high
 
@@ -51,8 +57,10 @@ class PairedDifference:
         """What the numbers allow one to say, in words."""
         if self.n == 0:
             return "no seed completed in both: nothing to pair"
-        if self.includes_zero is None:
+        if self.n == 1:
             return "1 pair: no interval (it needs 2 or more)"
+        if self.no_spread:
+            return f"the same difference for all {self.n} seeds: no spread, so no interval to judge it by"
         if self.includes_zero:
             return INCLUDES_ZERO
         return f"{'higher' if self.mean > 0 else 'lower'} than the baseline (interval excludes 0)"

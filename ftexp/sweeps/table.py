@@ -68,8 +68,9 @@ def trainable_at_end(record: RunRecord) -> int | None:
     """The weights the job trained in the last phase it reached (every phase trains what the ones before thawed
     too): how much of the model the scenario fine-tunes, the adapters' trade-off beside full fine-tuning."""
     per_phase = record.trainable_params_per_phase or {}
-    depth = phases_reached(record)
-    return per_phase.get(str(depth - 1)) if depth else None
+    if isinstance(record.reached_depth, int):
+        return per_phase.get(str(record.reached_depth))
+    return per_phase.get(str(record.phases_run[-1].depth)) if record.phases_run else None  # nofts: one phase
 
 
 def compute_hours(wall: Any, hw: dict[str, Any]) -> dict[str, float | None]:

@@ -119,6 +119,19 @@ def open_study(tuner: OptunaTuner, storage: optuna.storages.RDBStorage, scenario
             f"{tuner.direction} {metric}: resume with the same optimized_metric, or start a new sweep dir"
         )
     study.set_user_attr(METRIC_ATTR, metric)
+    # the final runs' job numbers follow from the scenario's place and the final seeds: a resume that changed them
+    # would renumber completed runs and take them for an earlier best's
+    numbering = {"scenario_index": scenario.index, "final_seeds": list(tuner.final_seeds)}
+    before = {key: study.user_attrs.get(key, value) for key, value in numbering.items()}
+    if before != numbering:
+        raise TuningConfigError(
+            f"the study {scenario.label!r} in {storage.url} was tuned as scenario {before['scenario_index']} of the "
+            f"sweep with final_seeds {before['final_seeds']}, this tuning has it as {numbering['scenario_index']} with "
+            f"{numbering['final_seeds']}: resume with the same scenarios, in the same order, and the same final_seeds, "
+            "or start a new sweep dir"
+        )
+    for key, value in numbering.items():
+        study.set_user_attr(key, value)
     seed = tuner.sampler_seed + len(study.get_trials(deepcopy=False))
     # trials asked together: TPE counts those still running as "constant liars" (their worst value), so that a batch
     # does not sample one point N times (Optuna 5's default; 4 has it too, as an experimental option)
@@ -242,10 +255,12 @@ def fail(study: optuna.Study, trial: Trial, error: str) -> None:
 
 def outcome(ret: JobReturn, metric: str) -> tuple[float | None, str | None]:
     """``(value, None)`` for a job that returned a finite number, else ``(None, why not)``."""
-    if ret.status is not JobStatus.COMPLETED:
-        error = ret._return_value  # a failed JobReturn holds the exception here (return_value would raise it)
+    try:
+        value = ret.return_value  # a failed job's raises the exception the job raised
+    except Exception as error:
         return None, f"{type(error).__name__}: {error}"
-    value = ret.return_value
+    if ret.status is not JobStatus.COMPLETED:
+        return None, f"the job ended {ret.status.name}"
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return None, f"the run returned {value!r} as its best {metric}, not a finite number"
     return float(value), None

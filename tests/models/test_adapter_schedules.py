@@ -15,14 +15,14 @@ import pytorch_lightning as pl
 import torch
 import yaml
 from omegaconf import OmegaConf
-from transformers import AutoModelForSequenceClassification
+from transformers import AutoModelForSequenceClassification, BertConfig, BertModel
 
 from ftexp.config import CONFIG_DIR, instantiate
 from ftexp.dry_run import build_skeleton, plan_phases
 from ftexp.export import ExportError, export_run
 from ftexp.models import SequenceClassifier
 from ftexp.run_schedule import model_inputs, resolve_run_schedule
-from ftexp.schedule import ScheduleError, generate_schedule, load_schedule, resolve_schedule
+from ftexp.schedule import ScheduleError, generate_schedule, load_schedule, recipes, resolve_schedule
 from ftexp.schedule.wrapped_names import is_adapter, is_frozen_copy, plain_name
 from ftexp.train import build
 from tests.helpers import compose_config
@@ -94,6 +94,21 @@ def test_the_generated_schedule_of_a_wrapped_model_trains_adapters_from_phase_0_
     assert set(schedule[0].params) == adapters | plain_starts_with(names, "model.classifier.")
     scheduled = [name for phase in schedule.phases for name in phase.params]
     assert sorted(scheduled) == sorted(name for name in names if not is_frozen_copy(name))
+
+
+@pytest.mark.parametrize("schedule", ["lora", "lora_then_thaw"])
+def test_a_layer_the_checkpoint_lacks_trains_from_phase_0_under_adapters(tmp_path, schedule):
+    """A base checkpoint without a pooler (DeBERTa-v3's case): from_pretrained initializes it at random, and peft
+    saves only the classifier, so without care it would stay frozen at random values for the whole run."""
+    config = BertConfig(**{k: v for k, v in TINY_BACKBONE.items() if k != "model_type"}, vocab_size=50)
+    BertModel(config, add_pooling_layer=False).save_pretrained(tmp_path / "base")
+    model = SequenceClassifier(pretrained=str(tmp_path / "base"), vocab_size=50, pad_token_id=0, peft="lora")
+    pooler = plain_starts_with([n for n, _ in model.named_parameters()], "model.bert.pooler.")
+
+    phase0 = set(getattr(recipes, schedule)(model)[0].params)
+
+    assert len(pooler) == 2 and pooler <= phase0
+    assert all(p.requires_grad for n, p in model.named_parameters() if n in pooler)
 
 
 def test_the_dry_run_says_how_the_schedule_s_entries_were_mapped_through_the_wrapper(tmp_path):

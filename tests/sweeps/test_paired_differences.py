@@ -317,3 +317,11 @@ def test_the_final_metrics_plot_shows_every_seed_as_a_point_beside_the_mean(thre
     assert [y for (_, y), _ in means] == pytest.approx([0.6, 0.8, 0.71])
     [legend] = figure.legends
     assert [text.get_text() for text in legend.get_texts()] == ["mean over the seeds", "seed 1", "seed 2", "seed 3"]
+
+
+def test_the_same_difference_for_every_seed_is_no_evidence_either_way():
+    difference = paired_difference({1: 0.5, 2: 0.5, 3: 0.5}, {1: 0.4, 2: 0.4, 3: 0.4})
+
+    assert difference.mean == pytest.approx(0.1) and difference.no_spread
+    assert difference.includes_zero is None
+    assert difference.verdict == "the same difference for all 3 seeds: no spread, so no interval to judge it by"

@@ -360,17 +360,25 @@ def test_final_runs_of_an_earlier_best_are_moved_aside(tmp_path):
     assert _core.consecutive_runs([(0, ["a"]), (1, ["b"]), (3, ["c"])]) == [[(0, ["a"]), (1, ["b"])], [(3, ["c"])]]
 
 
-def test_a_study_resumed_for_another_metric_or_direction_is_refused(tmp_path):
+def test_a_study_resumed_for_another_metric_direction_or_final_seeds_is_refused(tmp_path):
     storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'tuning.db'}")
     scenario = plan({"schedule": ["nofts"]}, [], (), OverridesParser.create()).scenarios[0]
 
-    def tuner(metric: str, direction: str) -> SimpleNamespace:
+    def tuner(metric: str, direction: str, final_seeds: tuple[int, ...] = (1, 2, 3)) -> SimpleNamespace:
         config = OmegaConf.create({"optimized_metric": metric})
         return SimpleNamespace(
-            config=config, direction=direction, sampler_seed=0, n_startup_trials=1, parallel_trials=1
+            config=config,
+            direction=direction,
+            sampler_seed=0,
+            n_startup_trials=1,
+            parallel_trials=1,
+            final_seeds=final_seeds,
         )
 
     _core.open_study(tuner("val_loss", "minimize"), storage, scenario)
     assert _core.open_study(tuner("val_loss", "minimize"), storage, scenario).study_name == "schedule=nofts"
     with pytest.raises(TuningConfigError, match=r"tunes minimize val_loss, this tuning maximize val_acc"):
         _core.open_study(tuner("val_acc", "maximize"), storage, scenario)
+    # other final seeds would renumber the final runs, and completed ones would be taken for an earlier best's
+    with pytest.raises(TuningConfigError, match=r"final_seeds \[1, 2, 3\], this tuning has it as 0 with \[1, 2\]"):
+        _core.open_study(tuner("val_loss", "minimize", (1, 2)), storage, scenario)
