@@ -10,23 +10,11 @@ from ftexp.record import RunRecord
 from ftexp.sweeps.curves import job_curves
 from ftexp.sweeps.runs import load_job
 from ftexp.train import run
-from tests.helpers import compose_config
+from tests.helpers import compose_config, short_demo
 
 pytestmark = pytest.mark.slow
 
-QUICK = [
-    "schedule=explicit",
-    "trainer.max_epochs=8",
-    "trainer.limit_train_batches=4",
-    "trainer.limit_val_batches=2",
-    "trainer.enable_progress_bar=false",
-    "trainer.enable_model_summary=false",
-    "trainer.num_sanity_val_steps=0",
-    "data.synthetic.n_train=256",
-    "data.synthetic.n_validation=64",
-    "data.synthetic.n_test=64",
-    "test=false",
-]
+QUICK = ["schedule=explicit", *short_demo(8), "test=false"]
 
 
 @pytest.fixture(scope="module")
